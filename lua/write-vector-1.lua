@@ -1,0 +1,23 @@
+--[[
+  Writes one vector into its target hash unless a newer version is already there.
+  This is the fence that keeps a stale vector out: a worker whose lease expired while it
+  was still running cannot overwrite the vector of newer text.
+
+  KEYS[1] the target hash (any slot: called once per target, pipelined per node)
+
+  ARGV[1] vector field
+  ARGV[2] version field
+  ARGV[3] version
+  ARGV[4] vector blob (little-endian float32)
+  ARGV[5] '1' for a give-up's zero vector: written only over an older version, never over
+          the same one (another worker may hold this version's real vector already)
+
+  Returns 1 when written, 0 when a newer (or, for a zero vector, the same) version was there.
+]]
+local cur = redis.call('HGET', KEYS[1], ARGV[2])
+if type(cur) == 'string' then
+  local have, mine = tonumber(cur), tonumber(ARGV[3])
+  if have > mine or (have == mine and ARGV[5] == '1') then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4], ARGV[2], ARGV[3])
+return 1

@@ -1,0 +1,35 @@
+--[[
+  Writes a chunk's vectors into their target hashes in one call (a single Redis; on a
+  cluster the keys of one call must share a slot). Each target gets the same fence as
+  write-vector-1.lua: never over a newer version; a give-up's zero vector never over the
+  same version either.
+
+  KEYS[1..n] the target hashes (the number of keys is passed with the call)
+
+  ARGV[1] vector field
+  ARGV[2] version field
+  ARGV[3i]     version of KEYS[i]
+  ARGV[3i + 1] '1' when KEYS[i] gets a give-up's zero vector, else '0'
+  ARGV[3i + 2] vector blob of KEYS[i] (little-endian float32)
+
+  Returns one entry per key: 1 written, 0 a newer version was there, or the error text
+  (a WRONGTYPE target fails alone, the others are still written).
+]]
+local out = {}
+for i = 1, #KEYS do
+  local mine = tonumber(ARGV[3 * i])
+  local placeholder = ARGV[3 * i + 1] == '1'
+  local cur = redis.pcall('HGET', KEYS[i], ARGV[2])
+  if type(cur) == 'table' and cur.err then
+    out[i] = cur.err
+  else
+    local have = type(cur) == 'string' and tonumber(cur) or nil
+    if have and (have > mine or (have == mine and placeholder)) then
+      out[i] = 0
+    else
+      local res = redis.pcall('HSET', KEYS[i], ARGV[1], ARGV[3 * i + 2], ARGV[2], ARGV[3 * i])
+      if type(res) == 'table' and res.err then out[i] = res.err else out[i] = 1 end
+    end
+  end
+end
+return out
