@@ -1,0 +1,24 @@
+/**
+ * What the queue needs from an embedding provider. Each provider is a factory in
+ * `src/providers/` that returns one of these; anything with this shape works.
+ */
+export interface EmbedOptions {
+  /** Aborted when the queue stops or the call's lease is lost: stop the HTTP call. */
+  signal?: AbortSignal
+}
+
+export interface Embedder {
+  /** Length of every vector `embed` returns. */
+  readonly dimensions: number
+  /** The provider's per-call limit on inputs (Gemini: 100). The queue splits claims to it. */
+  readonly maxBatchSize?: number
+  /**
+   * Embeds `texts` and returns one vector per text, in the same order.
+   * Throw `EmbedderError` to say whether a retry can help; any other throw counts as retryable.
+   */
+  embed(texts: string[], opts?: EmbedOptions): Promise<ArrayLike<number>[]>
+  /**
+   * Optional: a short identity (provider, model, dimensions, task) used by caches and logs.
+   */
+  readonly id?: string
+}

@@ -1,0 +1,125 @@
+/**
+ * The library's error family. Every class sets `name`, so `err.name` survives
+ * serialization and `instanceof` works from both the ESM and the CJS build.
+ */
+
+/** Base class of every error this library throws on purpose. */
+export class EmbedqError extends Error {
+  override name = 'EmbedqError'
+}
+
+/** Input that can never be embedded (empty key, text too long, not a string…). Thrown at `enqueue`. */
+export class InvalidInputError extends EmbedqError {
+  override name = 'InvalidInputError'
+  /** Which part of the input is wrong: `key` or `text`. */
+  readonly field: 'key' | 'text'
+  /** The target key of the item, when it is a string. */
+  readonly key: string | undefined
+  constructor(message: string, field: 'key' | 'text', key?: string) {
+    super(message)
+    this.field = field
+    this.key = key
+  }
+}
+
+export interface EmbedderErrorOptions {
+  /** HTTP status (or the provider's equivalent) when there was one. */
+  status?: number
+  /** Whether trying the same texts again later can succeed (429, 5xx, timeouts, resets). */
+  retryable: boolean
+  /** How long the provider asked us to wait before the next call, in milliseconds. */
+  retryAfterMs?: number
+  /**
+   * The setup is wrong (missing SDK, bad base URL…): no text can succeed until someone fixes
+   * it. Like 401/403, the queue pauses the drain and charges no attempt.
+   */
+  configuration?: boolean
+  cause?: unknown
+}
+
+/** A provider call failed. Providers map every failure to this class; the queue reads its fields. */
+export class EmbedderError extends EmbedqError {
+  override name = 'EmbedderError'
+  readonly status: number | undefined
+  readonly retryable: boolean
+  readonly retryAfterMs: number | undefined
+  readonly configuration: boolean
+  constructor(message: string, options: EmbedderErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.status = options.status
+    this.retryable = options.retryable
+    this.retryAfterMs = options.retryAfterMs
+    this.configuration = options.configuration ?? false
+  }
+
+  /** 401/403: a wrong or revoked key. Retrying burns attempts for nothing. */
+  get isAuthError(): boolean {
+    return this.status === 401 || this.status === 403
+  }
+
+  /** Credentials or setup are wrong: retrying any text is pointless until an operator acts. */
+  get stopsDrain(): boolean {
+    return this.isAuthError || this.configuration
+  }
+}
+
+/** An item was given up after `maxAttempts` failed attempts; its target holds a zero vector. */
+export class EmbeddingFailedError extends EmbedqError {
+  override name = 'EmbeddingFailedError'
+  readonly key: string
+  readonly attempts: number
+  /** The last error's message, as recorded in the dead letter. */
+  readonly lastError: string
+  constructor(key: string, attempts: number, lastError: string) {
+    super(`embedding of ${JSON.stringify(key)} failed after ${attempts} attempt(s): ${lastError}`)
+    this.key = key
+    this.attempts = attempts
+    this.lastError = lastError
+  }
+}
+
+/** A result was not ready within the requested time. The item itself stays queued. */
+export class EmbedTimeoutError extends EmbedqError {
+  override name = 'EmbedTimeoutError'
+  readonly key: string
+  readonly timeoutMs: number
+  constructor(key: string, timeoutMs: number) {
+    super(`no vector for ${JSON.stringify(key)} within ${timeoutMs} ms (the item stays queued)`)
+    this.key = key
+    this.timeoutMs = timeoutMs
+  }
+}
+
+/** The queue instance was stopped while a result was still awaited here. The item stays queued. */
+export class QueueStoppedError extends EmbedqError {
+  override name = 'QueueStoppedError'
+}
+
+/** Backpressure: the queue holds `maxPending` unfinished items or more; nothing was written. */
+export class QueueFullError extends EmbedqError {
+  override name = 'QueueFullError'
+  readonly unfinished: number
+  readonly maxPending: number
+  constructor(unfinished: number, maxPending: number) {
+    super(`queue is full: ${unfinished} unfinished items, maxPending is ${maxPending}; nothing was written`)
+    this.unfinished = unfinished
+    this.maxPending = maxPending
+  }
+}
+
+/** Redis could not be reached in time; nothing was written for the call that got this. */
+export class RedisUnavailableError extends EmbedqError {
+  override name = 'RedisUnavailableError'
+  /** The client's connection status when we gave up (`reconnecting`, `connecting`, `end`, …). */
+  readonly status: string
+  constructor(status: string, waitedMs: number) {
+    super(`Redis is not reachable (connection ${status} after ${waitedMs} ms); nothing was written`)
+    this.status = status
+  }
+}
+
+/** Wraps an unknown throw so the caller always gets an `Error` with the original as `cause`. */
+export function toError(value: unknown): Error {
+  if (value instanceof Error) return value
+  return new EmbedqError(typeof value === 'string' ? value : 'non-error thrown', { cause: value })
+}

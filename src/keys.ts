@@ -1,0 +1,90 @@
+/**
+ * Key names of one queue. Every queue-owned key carries the hash tag `{name}`, so all of
+ * them live in one Redis Cluster slot and every Lua script touches a single slot.
+ */
+export interface QueueKeys {
+  /** ZSET key -> ready tick (version in µs for fresh items: FIFO). */
+  readonly pending: string
+  /** ZSET key -> lease expiry tick. */
+  readonly inflight: string
+  /** HASH key -> text of the latest version. */
+  readonly jobs: string
+  /** ZSET key -> latest version, for every item not yet finished. */
+  readonly versions: string
+  /** HASH key -> claim token of the lease holder. */
+  readonly leases: string
+  /** HASH key -> failed attempts so far. */
+  readonly retries: string
+  /** HASH key -> dead letter (JSON). */
+  readonly failed: string
+  /** ZSET key -> tick when its retry backoff ends. */
+  readonly delayed: string
+  /** STRING highest version handed out. */
+  readonly seq: string
+  /** STRING items with a tick up to this are flushed now. */
+  readonly flush: string
+  /** STRING claims pause until this tick (provider rate limit). */
+  readonly pause: string
+  /** HASH 10-second bucket -> items finished (the last minute is kept). */
+  readonly throughput: string
+  /** Pub/sub channel of done and failed notifications. */
+  readonly doneChannel: string
+  /** Pub/sub channel that wakes workers (full batch, flush, reclaim). */
+  readonly wakeChannel: string
+}
+
+const NAME_RE = /^[^{}\s]+$/
+
+export function queueKeys(prefix: string, name: string): QueueKeys {
+  const base = `${prefix}:{${name}}`
+  return {
+    pending: `${base}:pending`,
+    inflight: `${base}:inflight`,
+    jobs: `${base}:jobs`,
+    versions: `${base}:versions`,
+    leases: `${base}:leases`,
+    retries: `${base}:retries`,
+    failed: `${base}:failed`,
+    delayed: `${base}:delayed`,
+    seq: `${base}:seq`,
+    flush: `${base}:flush`,
+    pause: `${base}:pause`,
+    throughput: `${base}:throughput`,
+    doneChannel: `${base}:done`,
+    wakeChannel: `${base}:wake`,
+  }
+}
+
+/**
+ * Keys of a shared rate limiter. The scope defaults to the queue name (same slot as the
+ * queue); queues that share a provider key can share a scope.
+ */
+export function rateLimitKeys(prefix: string, scope: string): { log: string; total: string } {
+  return { log: `${prefix}:{${scope}}:ratelimit:log`, total: `${prefix}:{${scope}}:ratelimit:tokens` }
+}
+
+/** Queue names and prefixes must not contain braces (they would break the hash tag) or spaces. */
+export function isValidKeyPart(value: string): boolean {
+  return value.length > 0 && value.length <= 200 && NAME_RE.test(value)
+}
+
+/** The Redis Cluster hash slot of a key (CRC16/XMODEM of its hash tag, mod 16384). */
+export function keySlot(key: string): number {
+  const bytes = Buffer.from(key)
+  let start = 0
+  let end = bytes.length
+  const open = bytes.indexOf(0x7b)
+  if (open !== -1) {
+    const close = bytes.indexOf(0x7d, open + 1)
+    if (close > open + 1) {
+      start = open + 1
+      end = close
+    }
+  }
+  let crc = 0
+  for (let i = start; i < end; i++) {
+    crc ^= (bytes[i] as number) << 8
+    for (let b = 0; b < 8; b++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+  }
+  return crc % 16384
+}

@@ -1,0 +1,350 @@
+/**
+ * Prometheus metrics of a queue, through `prom-client` (an optional peer dependency, imported
+ * when `createQueueMetrics` is called, so users who do not want metrics never load it).
+ *
+ * Counters and histograms are fed by the queue's events, so they count what this process did
+ * (its enqueues, its worker's provider calls). Gauges are read from `queue.stats()` when
+ * Prometheus scrapes, so they describe the whole queue in Redis, whichever process reports
+ * them: aggregate them with `max()` across workers, not `sum()`.
+ *
+ * Several queues can report into one registry: their series differ by the `queue` label.
+ */
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { EmbedqError } from './errors.js'
+import type { EmbeddingBatchQueue, QueueEvents, QueueStats } from './queue.js'
+
+type PromClient = typeof import('prom-client')
+
+export interface QueueMetricsOptions {
+  /**
+   * Where the metrics are registered. Pass prom-client's global `register` to serve them
+   * with your application's own metrics.
+   * @default a new `Registry` (prom-client's global registry is left alone)
+   */
+  registry?: Registry
+  /** Prefix of every metric name. @default 'embedq_' */
+  prefix?: string
+  /**
+   * Constant labels added to this queue's series, e.g. `{ instance: 'worker-1' }`. Every queue
+   * registered in one registry (with one prefix) must use the same label names. `queue` and
+   * `outcome` are reserved.
+   * @default {}
+   */
+  labels?: Record<string, string>
+  /**
+   * Histogram buckets (upper bounds), per histogram. Only the first queue of a registry sets them.
+   * @default DEFAULT_METRIC_BUCKETS
+   */
+  buckets?: Partial<MetricBuckets>
+}
+
+export interface QueueMetrics {
+  /** The registry the metrics live in. */
+  readonly registry: Registry
+  /** `Content-Type` of `metrics()`'s text (Prometheus text format). */
+  readonly contentType: string
+  /** Every metric of the registry, in the Prometheus text format (what `/metrics` serves). */
+  metrics(): Promise<string>
+  /**
+   * Stops following the queue (removes the event listeners) and drops its series. The metrics
+   * are unregistered when the last queue of the registry is closed. Idempotent.
+   */
+  close(): void
+}
+
+export interface MetricBuckets {
+  /** `batch_size`: texts per provider call. */
+  batchSize: readonly number[]
+  /** `api_latency_seconds`: duration of one provider call. */
+  apiLatencySeconds: readonly number[]
+  /** `enqueue_to_vector_seconds`: from enqueue (the version's Redis time) to the vector in the target hash. */
+  enqueueToVectorSeconds: readonly number[]
+}
+
+export const DEFAULT_METRIC_BUCKETS: Readonly<MetricBuckets> = {
+  /** Texts per provider call. */
+  batchSize: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2048],
+  /** Duration of one provider call, seconds. */
+  apiLatencySeconds: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  /** From enqueue (the version's Redis time) to the vector in the target hash, seconds. */
+  enqueueToVectorSeconds: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+}
+
+/** The metrics of one (registry, prefix): shared by every queue that reports there. */
+interface Bundle {
+  labelNames: string[]
+  queues: Set<Attached>
+  counters: {
+    enqueued: Counter
+    embedded: Counter
+    failed: Counter
+    retried: Counter
+    cacheHits: Counter
+    cacheMisses: Counter
+    apiCalls: Counter
+    apiTokens: Counter
+  }
+  histograms: { batchSize: Histogram; apiLatency: Histogram; enqueueToVector: Histogram }
+  gauges: Gauge[]
+}
+
+interface Attached {
+  queue: EmbeddingBatchQueue
+  labels: Record<string, string>
+  /** The last `stats()` read, shared by the gauges of one scrape. */
+  snapshot: { at: number; stats: Promise<QueueStats | undefined> } | undefined
+}
+
+/** The gauges, each read from one field of `stats()`. */
+const GAUGES: Array<{ name: string; help: string; read: (s: QueueStats) => number }> = [
+  {
+    name: 'unfinished',
+    help: 'Items not finished: waiting, in flight or backing off',
+    read: (s) => s.unfinished,
+  },
+  { name: 'pending', help: 'Items waiting for a worker', read: (s) => s.pending },
+  { name: 'inflight', help: 'Items claimed by a worker now', read: (s) => s.inflight },
+  { name: 'retrying', help: 'Items backing off after a failed attempt', read: (s) => s.retrying },
+  { name: 'dead_letters', help: 'Items given up after maxAttempts (dead letters)', read: (s) => s.failed },
+  {
+    name: 'oldest_age_seconds',
+    help: 'Age of the oldest unfinished item (0 when the queue is empty)',
+    read: (s) => (s.oldestAgeMs ?? 0) / 1000,
+  },
+  {
+    name: 'paused_seconds',
+    help: 'Claims are paused for this long (shared provider rate limit)',
+    read: (s) => s.pausedForMs / 1000,
+  },
+  {
+    name: 'finished_last_minute',
+    help: 'Items finished by all workers over about the last minute',
+    read: (s) => s.finishedLastMinute,
+  },
+]
+
+/** How long one `stats()` read serves the gauges (one scrape reads it once). */
+const SNAPSHOT_MS = 250
+
+const bundles = new WeakMap<Registry, Map<string, Bundle>>()
+
+async function loadPromClient(): Promise<PromClient> {
+  let mod: PromClient & { default?: PromClient }
+  try {
+    mod = (await import('prom-client')) as PromClient & { default?: PromClient }
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+      throw new EmbedqError(
+        "embedq: createQueueMetrics needs the optional peer dependency 'prom-client' (npm install prom-client)",
+        { cause: err },
+      )
+    }
+    throw err
+  }
+  return typeof mod.Registry === 'function' ? mod : (mod.default as PromClient)
+}
+
+function checkOptions(queue: EmbeddingBatchQueue, opts: QueueMetricsOptions): Record<string, string> {
+  const q = queue as Partial<EmbeddingBatchQueue> | null
+  if (!q || typeof q.stats !== 'function' || typeof q.on !== 'function') {
+    throw new TypeError(
+      `embedq: createQueueMetrics expects an EmbeddingBatchQueue, received ${String(queue)}`,
+    )
+  }
+  const labels = opts.labels ?? {}
+  if (typeof labels !== 'object' || labels === null) {
+    throw new TypeError(`embedq: option \`labels\` must be an object, received ${String(labels)}`)
+  }
+  for (const [name, value] of Object.entries(labels)) {
+    if (name === 'queue' || name === 'outcome') {
+      throw new TypeError(`embedq: option \`labels\` must not set the reserved label \`${name}\``)
+    }
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name) || typeof value !== 'string') {
+      throw new TypeError(
+        `embedq: option \`labels\` must map label names ([a-zA-Z_][a-zA-Z0-9_]*) to strings, received ${JSON.stringify(name)}: ${typeof value}`,
+      )
+    }
+  }
+  const prefix = opts.prefix ?? 'embedq_'
+  if (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) {
+    throw new TypeError(
+      `embedq: option \`prefix\` must be a valid metric name prefix, received ${String(prefix)}`,
+    )
+  }
+  return { queue: queue.name, ...labels }
+}
+
+function createBundle(
+  client: PromClient,
+  registry: Registry,
+  prefix: string,
+  labelNames: string[],
+  buckets: MetricBuckets,
+): Bundle {
+  const queues = new Set<Attached>()
+  const registers = [registry]
+  const counter = (name: string, help: string, extra: string[] = []): Counter =>
+    new client.Counter({ name: `${prefix}${name}`, help, labelNames: [...labelNames, ...extra], registers })
+  const histogram = (name: string, help: string, b: readonly number[]): Histogram =>
+    new client.Histogram({ name: `${prefix}${name}`, help, labelNames, buckets: [...b], registers })
+  const bundle: Bundle = {
+    labelNames,
+    queues,
+    counters: {
+      enqueued: counter('enqueued_total', 'Items durably queued by this process'),
+      embedded: counter('embedded_total', 'Items whose vector this process wrote'),
+      failed: counter('failed_total', 'Items this process gave up on after maxAttempts'),
+      retried: counter('retried_total', 'Failed attempts this process scheduled for a retry'),
+      cacheHits: counter('cache_hits_total', 'Texts served from the vector cache'),
+      cacheMisses: counter('cache_misses_total', 'Texts not found in the vector cache'),
+      apiCalls: counter('api_calls_total', 'Provider calls, by outcome (ok or error)', ['outcome']),
+      apiTokens: counter(
+        'api_tokens_total',
+        'Estimated tokens sent to the provider (with a rate limit only)',
+      ),
+    },
+    histograms: {
+      batchSize: histogram('batch_size', 'Texts per provider call', buckets.batchSize),
+      apiLatency: histogram('api_latency_seconds', 'Duration of provider calls', buckets.apiLatencySeconds),
+      enqueueToVector: histogram(
+        'enqueue_to_vector_seconds',
+        'Time from enqueue to the vector in the target hash',
+        buckets.enqueueToVectorSeconds,
+      ),
+    },
+    gauges: GAUGES.map(
+      ({ name, help, read }) =>
+        new client.Gauge({
+          name: `${prefix}${name}`,
+          help,
+          labelNames,
+          registers,
+          async collect() {
+            for (const a of queues) {
+              const stats = await snapshot(a)
+              if (stats) this.set(a.labels, read(stats))
+              else this.remove(a.labels) // Redis unreachable: no value rather than a stale one
+            }
+          },
+        }),
+    ),
+  }
+  return bundle
+}
+
+function snapshot(a: Attached): Promise<QueueStats | undefined> {
+  const now = Date.now()
+  if (!a.snapshot || now - a.snapshot.at > SNAPSHOT_MS) {
+    a.snapshot = { at: now, stats: a.queue.stats().catch(() => undefined) }
+  }
+  return a.snapshot.stats
+}
+
+/**
+ * Registers Prometheus metrics for `queue` and keeps them up to date until `close()`.
+ *
+ * @example
+ * const metrics = await createQueueMetrics(queue)
+ * http.createServer(async (req, res) => {
+ *   res.setHeader('content-type', metrics.contentType)
+ *   res.end(await metrics.metrics())
+ * }).listen(9464)
+ */
+export async function createQueueMetrics(
+  queue: EmbeddingBatchQueue,
+  opts: QueueMetricsOptions = {},
+): Promise<QueueMetrics> {
+  const labels = checkOptions(queue, opts)
+  const client = await loadPromClient()
+  const registry = opts.registry ?? new client.Registry()
+  const prefix = opts.prefix ?? 'embedq_'
+  const labelNames = Object.keys(labels)
+
+  let byPrefix = bundles.get(registry)
+  if (!byPrefix) {
+    byPrefix = new Map()
+    bundles.set(registry, byPrefix)
+  }
+  let bundle = byPrefix.get(prefix)
+  if (bundle) {
+    if (bundle.labelNames.join() !== labelNames.join()) {
+      throw new TypeError(
+        `embedq: every queue in one registry must use the same labels: this registry has [${bundle.labelNames}], received [${labelNames}]`,
+      )
+    }
+  } else {
+    bundle = createBundle(client, registry, prefix, labelNames, {
+      ...DEFAULT_METRIC_BUCKETS,
+      ...opts.buckets,
+    })
+    byPrefix.set(prefix, bundle)
+  }
+  const { counters: c, histograms: h } = bundle
+  const attached: Attached = { queue, labels, snapshot: undefined }
+  bundle.queues.add(attached)
+
+  const withOutcome = (outcome: string): Record<string, string> => ({ ...labels, outcome })
+  const listeners: { [K in keyof QueueEvents]?: (...args: QueueEvents[K]) => void } = {
+    enqueued: ({ count }) => c.enqueued.inc(labels, count),
+    embedded: ({ ms }) => {
+      c.embedded.inc(labels)
+      h.enqueueToVector.observe(labels, ms / 1000)
+    },
+    failed: () => c.failed.inc(labels),
+    retrying: () => c.retried.inc(labels),
+    cache: ({ hits, misses }) => {
+      if (hits) c.cacheHits.inc(labels, hits)
+      if (misses) c.cacheMisses.inc(labels, misses)
+    },
+    call: ({ size, ms, ok, tokens }) => {
+      c.apiCalls.inc(withOutcome(ok ? 'ok' : 'error'))
+      if (tokens > 0) c.apiTokens.inc(labels, tokens)
+      h.batchSize.observe(labels, size)
+      h.apiLatency.observe(labels, ms / 1000)
+    },
+  }
+  const on = queue.on.bind(queue) as unknown as (event: string, listener: (...args: never[]) => void) => void
+  const off = queue.off.bind(queue) as unknown as (
+    event: string,
+    listener: (...args: never[]) => void,
+  ) => void
+  for (const [event, listener] of Object.entries(listeners)) on(event, listener)
+
+  // Series start at 0, so rate() and absent() work before the first event.
+  for (const counter of Object.values(c)) if (counter !== c.apiCalls) counter.inc(labels, 0)
+  c.apiCalls.inc(withOutcome('ok'), 0)
+  c.apiCalls.inc(withOutcome('error'), 0)
+
+  let closed = false
+  const owner = bundle
+  const prefixes = byPrefix
+  return {
+    registry,
+    contentType: registry.contentType,
+    metrics: () => registry.metrics(),
+    close() {
+      if (closed) return
+      closed = true
+      for (const [event, listener] of Object.entries(listeners)) off(event, listener)
+      owner.queues.delete(attached)
+      for (const counter of Object.values(owner.counters)) {
+        if (counter === owner.counters.apiCalls) {
+          counter.remove(withOutcome('ok'))
+          counter.remove(withOutcome('error'))
+        } else counter.remove(labels)
+      }
+      for (const histogram of Object.values(owner.histograms)) histogram.remove(labels)
+      for (const gauge of owner.gauges) gauge.remove(labels)
+      if (owner.queues.size === 0) {
+        const names = [
+          ...Object.values(owner.counters),
+          ...Object.values(owner.histograms),
+          ...owner.gauges,
+        ].map((m) => (m as unknown as { name: string }).name)
+        for (const name of names) registry.removeSingleMetric(name)
+        prefixes.delete(prefix)
+      }
+    },
+  }
+}
