@@ -1,0 +1,570 @@
+/**
+ * EmbeddingBatchQueue: producers call `enqueue(key, text)` and get a promise of the vector;
+ * texts wait in Redis, are embedded in batches, and the vectors are written into the
+ * producers' hashes as float32 blobs. See docs/architecture.md for the data model.
+ */
+import { EventEmitter } from 'node:events'
+import type { Redis } from 'ioredis'
+import { VectorCache } from './cache.js'
+import type { DeadLetter } from './codec.js'
+import {
+  InvalidInputError,
+  QueueFullError,
+  QueueStoppedError,
+  RedisUnavailableError,
+  toError,
+} from './errors.js'
+import { type QueueKeys, queueKeys } from './keys.js'
+import { type QueueOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { QueueScripts } from './scripts.js'
+import { TargetStore } from './target-store.js'
+import { Waiters } from './waiters.js'
+import { Worker, type WorkerEvents, WorkerState } from './worker.js'
+
+/** What `enqueue` returns once the item is durably in Redis. */
+export interface EmbedJob {
+  /** The target hash key. */
+  readonly key: string
+  /** Version of this text (0 for blank text, which never touches Redis). */
+  readonly version: number
+  /**
+   * The vector, once it is written to the target hash (by any process): the vector of this
+   * text or of newer text enqueued for the same key. Rejects with `EmbeddingFailedError`
+   * after `maxAttempts`, `EmbedTimeoutError` after `resultTimeoutMs`, `QueueStoppedError`
+   * when this instance stops first, or the item's `InvalidInputError` in `enqueueMany`.
+   */
+  readonly result: Promise<Float32Array>
+  /**
+   * Set (in `enqueueMany` only) when the item was refused — `InvalidInputError`, or
+   * `QueueFullError` for a chunk over `maxPending`; nothing was written for it.
+   */
+  readonly error?: InvalidInputError | QueueFullError
+}
+
+export interface EnqueueItem {
+  key: string
+  text: string
+}
+
+export interface FlushResult {
+  /** Everything queued before the call is finished (embedded or given up). */
+  drained: boolean
+  /** The timeout ran out first. */
+  timedOut: boolean
+  /** Items queued before the call that are not finished. */
+  remaining: number
+  elapsedMs: number
+}
+
+export interface QueueStats {
+  /** Items not finished: waiting, in flight, or backing off. */
+  unfinished: number
+  /** Items waiting in pending (ready or not yet due). */
+  pending: number
+  /** Items claimed by a worker right now. */
+  inflight: number
+  /** Items backing off after a failed attempt. */
+  retrying: number
+  /** Dead letters. */
+  failed: number
+  /** Age of the oldest unfinished item, ms (null when empty). */
+  oldestAgeMs: number | null
+  /** Claims are paused (provider rate limit) for this long, ms. */
+  pausedForMs: number
+  /** Items finished by all workers over about the last minute. */
+  finishedLastMinute: number
+  /** This instance's counts since it was created (for "indexing N/M" displays). */
+  local: {
+    enqueued: number
+    embedded: number
+    failed: number
+    retried: number
+    apiCalls: number
+    apiErrors: number
+    tokens: number
+    cacheHits: number
+    cacheMisses: number
+    waiting: number
+  }
+}
+
+export interface QueueEvents {
+  embedded: [info: Parameters<WorkerEvents['embedded']>[0]]
+  failed: [info: Parameters<WorkerEvents['failed']>[0]]
+  retrying: [info: Parameters<WorkerEvents['retrying']>[0]]
+  /** Items durably queued by this instance (one event per script call). */
+  enqueued: [info: { count: number }]
+  call: [info: Parameters<WorkerEvents['call']>[0]]
+  cache: [info: Parameters<WorkerEvents['cache']>[0]]
+  drained: []
+  error: [err: Error]
+}
+
+const zeroVector = (dims: number): Promise<Float32Array> => Promise.resolve(new Float32Array(dims))
+
+interface Buffered {
+  key: string
+  text: string
+  resolve(job: EmbedJob): void
+  reject(err: Error): void
+}
+
+export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
+  /** The queue's name: its keys are `<prefix>:{<name>}:<part>`. */
+  readonly name: string
+  private readonly o: ResolvedOptions
+  private readonly keys: QueueKeys
+  private readonly scripts: QueueScripts
+  private readonly targets: TargetStore
+  private readonly waiters: Waiters
+  private readonly worker: Worker | undefined
+  private stopped = false
+  private started: Promise<void> | undefined
+  private buffer: Buffered[] = []
+  private bufferTimer: NodeJS.Immediate | undefined
+  private readonly writes = new Set<Promise<unknown>>()
+  private readonly activity = new Set<() => void>()
+  private readonly counts = {
+    enqueued: 0,
+    embedded: 0,
+    failed: 0,
+    retried: 0,
+    apiCalls: 0,
+    apiErrors: 0,
+    tokens: 0,
+    cacheHits: 0,
+    cacheMisses: 0,
+  }
+
+  constructor(options: QueueOptions) {
+    super()
+    this.o = resolveOptions(options)
+    this.name = this.o.name
+    this.keys = queueKeys(this.o.prefix, this.o.name)
+    this.scripts = new QueueScripts(this.o.redis, this.keys)
+    this.targets = new TargetStore(this.o.redis, this.o.field, this.o.versionField)
+    this.waiters = new Waiters({
+      redis: this.o.redis,
+      keys: this.keys,
+      targets: this.targets,
+      dimensions: this.o.embedder.dimensions,
+      logger: this.o.logger,
+      onWake: () => this.worker?.kick(),
+      onActivity: () => this.notifyActivity(),
+    })
+    if (this.o.worker) {
+      this.worker = new Worker({
+        options: this.o,
+        scripts: this.scripts,
+        targets: this.targets,
+        waiters: this.waiters,
+        emit: (event, ...args) => {
+          if (event === 'embedded') this.counts.embedded++
+          else if (event === 'failed') this.counts.failed++
+          else if (event === 'retrying') this.counts.retried++
+          else if (event === 'call') {
+            const info = args[0] as Parameters<WorkerEvents['call']>[0]
+            this.counts.apiCalls++
+            if (!info.ok) this.counts.apiErrors++
+            this.counts.tokens += info.tokens
+          } else if (event === 'cache') {
+            const info = args[0] as Parameters<WorkerEvents['cache']>[0]
+            this.counts.cacheHits += info.hits
+            this.counts.cacheMisses += info.misses
+          }
+          if (event === 'error') {
+            this.o.logger.error({ err: args[0] }, 'embedq worker error')
+            if (this.listenerCount('error') === 0) return
+          }
+          ;(this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args)
+        },
+        hasListeners: (event) => event === 'embedded' || this.listenerCount(event) > 0,
+        ...(this.o.cache
+          ? {
+              cache: new VectorCache(
+                this.o.redis,
+                this.o.prefix,
+                this.o.cache.namespace,
+                this.o.embedder.dimensions,
+                this.o.cache.ttlSeconds,
+              ),
+            }
+          : {}),
+      })
+    }
+  }
+
+  /**
+   * Subscribes for results and, if this instance is a worker, returns expired leases of a
+   * previous run to pending and starts draining. Idempotent.
+   */
+  start(): Promise<void> {
+    if (this.stopped) return Promise.reject(new QueueStoppedError('queue stopped'))
+    if (!this.started) {
+      this.started = (async () => {
+        await this.waiters.ensureSubscribed()
+        await this.worker?.start()
+      })()
+      this.started.catch(() => {
+        this.started = undefined
+      })
+    }
+    return this.started
+  }
+
+  /**
+   * Stops claiming, lets running provider calls finish (within `stopGraceMs`), returns the
+   * rest to pending, rejects this instance's waiters with `QueueStoppedError` and closes the
+   * connection it created. Queued work stays in Redis. Never quits your client.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    const errors: unknown[] = []
+    if (this.bufferTimer) clearImmediate(this.bufferTimer)
+    this.bufferTimer = undefined
+    await this.flushBuffer().catch((e) => errors.push(e))
+    await Promise.allSettled([...this.writes])
+    await this.worker?.stop().catch((e) => errors.push(e))
+    await this.waiters.close().catch((e) => errors.push(e))
+    for (const wake of this.activity) wake()
+    if (errors.length) throw new AggregateError(errors, 'embedq: errors while stopping')
+  }
+
+  private validate(key: unknown, text: unknown): InvalidInputError | undefined {
+    if (typeof key !== 'string')
+      return new InvalidInputError(`key must be a string, received ${typeof key}`, 'key')
+    if (key.length === 0) return new InvalidInputError('key must not be empty', 'key', key)
+    const keyBytes = Buffer.byteLength(key)
+    if (keyBytes > this.o.maxKeyBytes) {
+      return new InvalidInputError(
+        `key is ${keyBytes} bytes, over maxKeyBytes (${this.o.maxKeyBytes})`,
+        'key',
+        key,
+      )
+    }
+    if (typeof text !== 'string') {
+      return new InvalidInputError(
+        `text of ${JSON.stringify(key)} must be a string, received ${typeof text}`,
+        'text',
+        key,
+      )
+    }
+    const textBytes = Buffer.byteLength(text)
+    if (textBytes > this.o.maxTextBytes) {
+      return new InvalidInputError(
+        `text of ${JSON.stringify(key)} is ${textBytes} bytes, over maxTextBytes (${this.o.maxTextBytes})`,
+        'text',
+        key,
+      )
+    }
+    return undefined
+  }
+
+  /**
+   * Queues one text for `key`. Resolves once the item is durably in Redis (calls made in the
+   * same tick share one script call). Rejects with `InvalidInputError` for bad input.
+   */
+  enqueue(key: string, text: string): Promise<EmbedJob> {
+    if (this.stopped) return Promise.reject(new QueueStoppedError('queue stopped'))
+    const invalid = this.validate(key, text)
+    if (invalid) return Promise.reject(invalid)
+    if (text.trim() === '') return Promise.resolve(this.blankJob(key))
+    return new Promise<EmbedJob>((resolve, reject) => {
+      this.buffer.push({ key, text, resolve, reject })
+      if (this.buffer.length >= this.o.enqueueChunkSize) {
+        if (this.bufferTimer) clearImmediate(this.bufferTimer)
+        this.bufferTimer = undefined
+        this.track(this.flushBuffer())
+      } else if (!this.bufferTimer) {
+        this.bufferTimer = setImmediate(() => {
+          this.bufferTimer = undefined
+          this.track(this.flushBuffer())
+        })
+      }
+    })
+  }
+
+  /**
+   * Queues many texts, one script call per `enqueueChunkSize` items. Returns one job per
+   * input, in order. Bad items get a job with `error` set (their `result` rejects with it);
+   * the other items are queued all the same.
+   */
+  async enqueueMany(items: readonly EnqueueItem[]): Promise<EmbedJob[]> {
+    if (this.stopped) throw new QueueStoppedError('queue stopped')
+    if (!Array.isArray(items)) throw new TypeError('embedq: enqueueMany expects an array of { key, text }')
+    const jobs: EmbedJob[] = new Array(items.length)
+    const toWrite: { index: number; key: string; text: string }[] = []
+    items.forEach((item, index) => {
+      const key = (item as Partial<EnqueueItem> | null)?.key
+      const text = (item as Partial<EnqueueItem> | null)?.text
+      const invalid = this.validate(key, text)
+      if (invalid) jobs[index] = this.refusedJob(typeof key === 'string' ? key : String(key), invalid)
+      else if ((text as string).trim() === '') jobs[index] = this.blankJob(key as string)
+      else toWrite.push({ index, key: key as string, text: text as string })
+    })
+    const write = this.writeChunks(toWrite)
+    this.track(write)
+    const written = await write
+    toWrite.forEach((w, i) => {
+      jobs[w.index] = written[i]!
+    })
+    return jobs
+  }
+
+  /** A job that keeps nothing until its result is read (trackResults: false). */
+  private lazyJob(key: string, version: number): EmbedJob {
+    let result: Promise<Float32Array> | undefined
+    const waiters = this.waiters
+    const timeoutMs = this.o.resultTimeoutMs
+    return {
+      key,
+      version,
+      get result() {
+        result ??= waiters.watch(key, version, timeoutMs)
+        return result
+      },
+    }
+  }
+
+  private refusedJob(key: string, error: InvalidInputError | QueueFullError): EmbedJob {
+    const result = Promise.reject(error)
+    result.catch(() => {})
+    return { key, version: 0, result, error }
+  }
+
+  private blankJob(key: string): EmbedJob {
+    return { key, version: 0, result: zeroVector(this.o.embedder.dimensions) }
+  }
+
+  private track(p: Promise<unknown>): void {
+    const guarded = p.catch(() => {})
+    this.writes.add(guarded)
+    void guarded.finally(() => this.writes.delete(guarded))
+  }
+
+  private async flushBuffer(): Promise<void> {
+    const batch = this.buffer
+    this.buffer = []
+    if (batch.length === 0) return
+    try {
+      const jobs = await this.writeChunks(batch)
+      batch.forEach((b, i) => {
+        const job = jobs[i]!
+        if (job.error) b.reject(job.error)
+        else b.resolve(job)
+      })
+    } catch (err) {
+      for (const b of batch) b.reject(toError(err))
+    }
+  }
+
+  /** Writes items in chunks (one Lua call each) and registers their waiters. */
+  private async writeChunks(items: readonly { key: string; text: string }[]): Promise<EmbedJob[]> {
+    if (items.length === 0) return []
+    await this.ensureConnected()
+    // Subscribe before the items exist in Redis: a done message cannot slip past a waiter.
+    if (this.o.trackResults) await this.waiters.ensureSubscribed()
+    // Every chunk's script call is sent at once: one connection executes them in order (so
+    // versions stay FIFO) while this process prepares the next, instead of one round trip each.
+    const size = this.o.enqueueChunkSize
+    const calls: Promise<EmbedJob[]>[] = []
+    for (let i = 0; i < items.length; i += size) calls.push(this.writeChunk(items.slice(i, i + size)))
+    const settled = await Promise.allSettled(calls)
+    const failed = settled.find((r) => r.status === 'rejected')
+    if (failed) throw (failed as PromiseRejectedResult).reason
+    return settled.flatMap((r) => (r as PromiseFulfilledResult<EmbedJob[]>).value)
+  }
+
+  /** One enqueue script call, with its waiters announced before it is sent. */
+  private async writeChunk(chunk: readonly { key: string; text: string }[]): Promise<EmbedJob[]> {
+    const track = this.o.trackResults
+    const keys = chunk.map((it) => it.key)
+    if (track) this.waiters.expect(keys)
+    let res: Awaited<ReturnType<QueueScripts['enqueue']>>
+    try {
+      res = await this.scripts.enqueue(chunk, this.o.maxBatchSize, this.o.maxPending)
+    } catch (err) {
+      if (track) this.waiters.unexpect(keys)
+      throw err
+    }
+    if ('full' in res) {
+      if (track) this.waiters.unexpect(keys)
+      const error = new QueueFullError(res.unfinished, this.o.maxPending)
+      return chunk.map((it) => this.refusedJob(it.key, error))
+    }
+    const { ready, versions } = res
+    const written = chunk.map((it, j) => ({ key: it.key, version: versions[j]! }))
+    let jobs: EmbedJob[]
+    if (track) {
+      const results = this.waiters.registerExpected(written, this.o.resultTimeoutMs)
+      jobs = written.map((w, j) => {
+        const result = results[j]!
+        result.catch(() => {}) // a caller who never reads `result` must not crash the process
+        return { key: w.key, version: w.version, result }
+      })
+    } else {
+      jobs = written.map((w) => this.lazyJob(w.key, w.version))
+    }
+    this.counts.enqueued += chunk.length
+    this.emit('enqueued', { count: chunk.length })
+    if (ready >= this.o.maxBatchSize) this.worker?.kick()
+    return jobs
+  }
+
+  /**
+   * A client that is reconnecting would queue the script until it is back; a producer wants
+   * a clear answer instead. Waits `enqueueTimeoutMs` for the connection, then rejects.
+   */
+  private async ensureConnected(): Promise<void> {
+    const redis = this.o.redis as Redis
+    // `status` is absent on clients that do not model connections (ioredis-mock).
+    const ok = (): boolean =>
+      redis.status === undefined || redis.status === 'ready' || redis.status === 'wait'
+    if (ok()) return
+    const waitMs = this.o.enqueueTimeoutMs
+    if (redis.status !== 'end' && waitMs > 0) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer)
+          redis.off('ready', done)
+          resolve()
+        }
+        const timer = setTimeout(done, waitMs)
+        redis.on('ready', done)
+      })
+      if (ok()) return
+    }
+    throw new RedisUnavailableError(redis.status, waitMs)
+  }
+
+  /** Starts embedding everything queued now, in every worker process; does not wait. */
+  flushNow(): void {
+    if (this.stopped) return
+    this.track(
+      this.scripts.flush().then(
+        () => this.worker?.kick(),
+        (err) => this.reportError(err),
+      ),
+    )
+  }
+
+  private reportError(err: unknown): void {
+    const e = toError(err)
+    this.o.logger.error({ err: e }, 'embedq error')
+    if (this.listenerCount('error') > 0) this.emit('error', e)
+  }
+
+  private notifyActivity(): void {
+    for (const wake of this.activity) wake()
+  }
+
+  private waitActivity(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.activity.delete(done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.activity.add(done)
+    })
+  }
+
+  /**
+   * Flushes everything queued before this call and waits until all of it is finished
+   * (embedded or given up), including items already in flight. Never throws on timeout:
+   * the result says whether it drained and how many items remain.
+   */
+  async flushAndWait(opts: { timeoutMs?: number } = {}): Promise<FlushResult> {
+    const timeoutMs = opts.timeoutMs ?? 15_000
+    const started = Date.now()
+    if (this.bufferTimer) {
+      clearImmediate(this.bufferTimer)
+      this.bufferTimer = undefined
+      this.track(this.flushBuffer())
+    }
+    await Promise.allSettled([...this.writes])
+    const mark = await this.scripts.flush()
+    this.worker?.kick()
+    const redis = this.o.redis as Redis
+    for (;;) {
+      const remaining = await redis.zcount(this.keys.versions, '-inf', String(mark))
+      const elapsedMs = Date.now() - started
+      if (remaining === 0) {
+        this.emit('drained')
+        return { drained: true, timedOut: false, remaining: 0, elapsedMs }
+      }
+      if (elapsedMs >= timeoutMs || this.stopped)
+        return { drained: false, timedOut: !this.stopped, remaining, elapsedMs }
+      await this.waitActivity(Math.min(100, timeoutMs - elapsedMs))
+    }
+  }
+
+  /** Items not finished yet (waiting, in flight, or backing off). */
+  async pendingCount(): Promise<number> {
+    return (this.o.redis as Redis).zcard(this.keys.versions)
+  }
+
+  async stats(): Promise<QueueStats> {
+    const k = this.keys
+    const redis = this.o.redis as Redis
+    const [unfinished, pending, inflight, retrying, failed, oldest, pause, time, buckets] = await Promise.all(
+      [
+        redis.zcard(k.versions),
+        redis.zcard(k.pending),
+        redis.zcard(k.inflight),
+        redis.zcard(k.delayed),
+        redis.hlen(k.failed),
+        redis.zrange(k.versions, 0, 0, 'WITHSCORES'),
+        redis.get(k.pause),
+        redis.time(),
+        redis.hgetall(k.throughput),
+      ],
+    )
+    const nowUs = Number(time[0]) * 1e6 + Number(time[1])
+    return {
+      unfinished,
+      pending,
+      inflight,
+      retrying,
+      failed,
+      oldestAgeMs: oldest[1] ? Math.max(0, Math.round((nowUs - Number(oldest[1])) / 1000)) : null,
+      pausedForMs: pause ? Math.max(0, Math.round((Number(pause) - nowUs) / 1000)) : 0,
+      finishedLastMinute: Object.entries(buckets)
+        .filter(([bucket]) => Number(bucket) > Math.floor(nowUs / 1e7) - 6)
+        .reduce((sum, [, n]) => sum + Number(n), 0),
+      local: { ...this.counts, waiting: this.waiters.size },
+    }
+  }
+
+  /** Dead letters: items given up after `maxAttempts`. */
+  async failed(): Promise<DeadLetter[]> {
+    const all = await (this.o.redis as Redis).hgetall(this.keys.failed)
+    return Object.values(all).map((raw) => JSON.parse(raw) as DeadLetter)
+  }
+
+  /**
+   * Puts dead letters back in the queue with their text (all of them, or the given keys).
+   * Returns their new jobs.
+   */
+  async retryFailed(keys?: readonly string[]): Promise<EmbedJob[]> {
+    const letters = await this.failed()
+    const chosen = keys ? letters.filter((l) => keys.includes(l.key)) : letters
+    return this.enqueueMany(chosen.map((l) => ({ key: l.key, text: l.text })))
+  }
+
+  /**
+   * Waits for the result of `key` enqueued by any process (subscribe, then check Redis).
+   * `version` defaults to 0: any finished vector of the key resolves it.
+   */
+  result(key: string, opts: { version?: number; timeoutMs?: number } = {}): Promise<Float32Array> {
+    if (this.stopped) return Promise.reject(new QueueStoppedError('queue stopped'))
+    return this.waiters.watch(key, opts.version ?? 0, opts.timeoutMs ?? this.o.resultTimeoutMs)
+  }
+
+  /** Whether this instance's worker is draining. */
+  get isRunning(): boolean {
+    return this.worker?.currentState === WorkerState.Running
+  }
+}

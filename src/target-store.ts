@@ -1,0 +1,233 @@
+/**
+ * Reads and writes vectors in the producers' own hashes. Target keys live on any cluster
+ * slot, so commands are grouped into one pipeline per node (one pipeline on a single Redis).
+ */
+import type { Cluster, Redis } from 'ioredis'
+import { keySlot } from './keys.js'
+import { defineScripts, type RedisLike } from './scripts.js'
+
+export interface VectorWrite {
+  key: string
+  version: number
+  blob: Buffer
+  /** A give-up's zero vector: never replaces the same version (someone else's real vector). */
+  placeholder?: boolean
+}
+
+export interface StoredVector {
+  blob: Buffer | null
+  version: number | null
+}
+
+type Pipeline = ReturnType<Redis['pipeline']>
+
+function isCluster(redis: RedisLike): redis is Cluster {
+  return (redis as { isCluster?: boolean }).isCluster === true
+}
+
+/**
+ * One pipeline per node that serves the keys (a single pipeline on a standalone Redis),
+ * with the indexes of the keys it serves. ioredis Cluster pipelines must stay on one node.
+ */
+export function pipelinesByNode(
+  redis: RedisLike,
+  keys: readonly string[],
+): Array<{ pipeline: Pipeline; indexes: number[] }> {
+  if (keys.length === 0) return []
+  if (!isCluster(redis)) return [{ pipeline: redis.pipeline(), indexes: keys.map((_, i) => i) }]
+  const byNode = new Map<string, number[]>()
+  keys.forEach((key, i) => {
+    const slot = keySlot(key)
+    // Group by the table ioredis checks a pipeline against (`_groupsBySlot`): right after a
+    // MOVED, `slots[slot][0]` can disagree with it (ioredis patches an array shared by a range).
+    const group = (redis as unknown as { _groupsBySlot?: (number | undefined)[] })._groupsBySlot?.[slot]
+    const node = group !== undefined ? `group:${group}` : `slot:${slot}`
+    const list = byNode.get(node)
+    if (list) list.push(i)
+    else byNode.set(node, [i])
+  })
+  return [...byNode.values()].map((indexes) => ({ pipeline: redis.pipeline() as Pipeline, indexes }))
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+const toError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)))
+
+/** Errors of an unavailable or resharding Redis: not the item's fault, worth retrying. */
+export function isTransientRedisError(err: Error): boolean {
+  return /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|LOADING|MASTERDOWN|READONLY|NOSCRIPT)\b|Connection is closed|Too many Cluster redirections|None of startup nodes|ECONNRE|ETIMEDOUT|EPIPE/.test(
+    err.message,
+  )
+}
+
+/**
+ * Runs `pipelined` (one pipeline per node), then retries the items that failed with a
+ * transient error one command at a time for up to `windowMs`: ioredis does not retry a
+ * pipeline whose entries failed differently (some MOVED, some fine), but it follows
+ * MOVED/ASK, waits out CLUSTERDOWN/TRYAGAIN and refreshes its slot table for a single command.
+ */
+async function withRetries(
+  count: number,
+  windowMs: number,
+  pipelined: (errors: (Error | null)[]) => Promise<void>,
+  one: (i: number) => Promise<void>,
+): Promise<(Error | null)[]> {
+  const errors: (Error | null)[] = new Array(count).fill(null)
+  await pipelined(errors)
+  const deadline = Date.now() + windowMs
+  for (let round = 0; ; round++) {
+    const again = errors.flatMap((e, i) => (e && isTransientRedisError(e) ? [i] : []))
+    if (again.length === 0 || Date.now() >= deadline) break
+    if (round > 0) await sleep(Math.min(100 * 2 ** round, 1_000))
+    await Promise.all(
+      again.map(async (i) => {
+        try {
+          await one(i)
+          errors[i] = null
+        } catch (err) {
+          errors[i] = toError(err)
+        }
+      }),
+    )
+  }
+  return errors
+}
+
+export class TargetStore {
+  /**
+   * Whether Lua scripts receive binary arguments intact. Real Redis does; the in-process
+   * ioredis-mock does not, so there vectors are written with a plain HSET (no stale fence,
+   * which matters only across processes and the mock has one).
+   */
+  private binarySafe: boolean | undefined
+
+  constructor(
+    private readonly redis: RedisLike,
+    private readonly field: string,
+    private readonly versionField: string,
+    /** How long transient Redis errors are retried before they are reported. */
+    private readonly retryWindowMs = 10_000,
+  ) {
+    defineScripts(redis)
+  }
+
+  private async probe(): Promise<boolean> {
+    if (this.binarySafe !== undefined) return this.binarySafe
+    const sample = Buffer.from([0, 255, 128, 10, 0x7b])
+    try {
+      const back = (await (this.redis as Redis).callBuffer('eval', 'return ARGV[1]', 0, sample)) as unknown
+      this.binarySafe = Buffer.isBuffer(back) && back.equals(sample)
+    } catch (err) {
+      // A script engine that cannot take the argument says so; a connection error is retried later.
+      if (!(err instanceof TypeError) && !/lua|script/i.test(String(err))) throw err
+      this.binarySafe = false
+    }
+    return this.binarySafe
+  }
+
+  /** Writes each vector unless a newer version is there. Returns an error (or null) per item. */
+  async write(items: readonly VectorWrite[]): Promise<(Error | null)[]> {
+    if (items.length === 0) return []
+    const fenced = await this.probe()
+    return withRetries(
+      items.length,
+      this.retryWindowMs,
+      async (errors) => {
+        if (fenced && !isCluster(this.redis)) {
+          await this.writeChunkScript(items, errors)
+          return
+        }
+        await Promise.all(
+          pipelinesByNode(
+            this.redis,
+            items.map((it) => it.key),
+          ).map(async ({ pipeline, indexes }) => {
+            for (const i of indexes) this.queueWrite(pipeline, items[i]!, fenced)
+            try {
+              const res = await pipeline.exec()
+              indexes.forEach((idx, j) => {
+                errors[idx] = res?.[j]?.[0] ?? null
+              })
+            } catch (err) {
+              for (const idx of indexes) errors[idx] = toError(err)
+            }
+          }),
+        )
+      },
+      async (i) => {
+        await this.queueWrite(this.redis as Redis, items[i]!, fenced)
+      },
+    )
+  }
+
+  /**
+   * A single Redis: one script call writes the whole chunk with the same fence per target
+   * (one command for the chunk instead of one per vector).
+   */
+  private async writeChunkScript(items: readonly VectorWrite[], errors: (Error | null)[]): Promise<void> {
+    const args: (string | Buffer | number)[] = [items.length]
+    for (const it of items) args.push(it.key)
+    args.push(this.field, this.versionField)
+    for (const it of items) args.push(String(it.version), it.placeholder ? '1' : '0', it.blob)
+    try {
+      const res = (await this.redis.embedqWriteVectors(...args)) as (number | string)[]
+      items.forEach((_, i) => {
+        const r = res[i]
+        errors[i] = typeof r === 'string' ? new Error(r) : null
+      })
+    } catch (err) {
+      errors.fill(toError(err))
+    }
+  }
+
+  /**
+   * Sends one target's write on a pipeline (queued) or on the client (the returned promise),
+   * fenced when scripts take binary arguments.
+   */
+  private queueWrite(target: Pipeline | Redis, it: VectorWrite, fenced: boolean): unknown {
+    const pipeline = target as Redis
+    if (fenced)
+      return pipeline.embedqWriteVector(
+        it.key,
+        this.field,
+        this.versionField,
+        String(it.version),
+        it.blob,
+        it.placeholder ? '1' : '0',
+      )
+    return pipeline.hset(it.key, this.field, it.blob, this.versionField, String(it.version))
+  }
+
+  /** Reads the vector blob and its version from each target (nulls where the read failed). */
+  async read(keys: readonly string[]): Promise<StoredVector[]> {
+    const out: StoredVector[] = keys.map(() => ({ blob: null, version: null }))
+    const store = (idx: number, value: unknown): void => {
+      const [blob, version] = value as [Buffer | null, Buffer | null]
+      out[idx] = { blob, version: version ? Number(version.toString()) : null }
+    }
+    await withRetries(
+      keys.length,
+      this.retryWindowMs,
+      async (errors) => {
+        await Promise.all(
+          pipelinesByNode(this.redis, keys).map(async ({ pipeline, indexes }) => {
+            for (const i of indexes) pipeline.hmgetBuffer(keys[i]!, this.field, this.versionField)
+            try {
+              const res = await pipeline.exec()
+              indexes.forEach((idx, j) => {
+                const entry = res?.[j]
+                if (entry?.[0]) errors[idx] = entry[0]
+                else if (entry) store(idx, entry[1])
+              })
+            } catch (err) {
+              for (const idx of indexes) errors[idx] = toError(err)
+            }
+          }),
+        )
+      },
+      async (i) => {
+        store(i, await this.redis.hmgetBuffer(keys[i]!, this.field, this.versionField))
+      },
+    )
+    return out
+  }
+}

@@ -1,0 +1,555 @@
+/**
+ * The drain loop of one queue instance.
+ *
+ * States (WorkerState):
+ *   idle ──start()──▶ running ──stop()──▶ stopping ──(claims settled)──▶ stopped
+ *
+ * While running, `pump()` claims batches (one Lua call each) as long as fewer than
+ * `concurrency` provider chunks are outstanding, so a slow provider does not set the pace
+ * of the whole pipeline. Each claim is split into provider-sized chunks; each chunk, when
+ * its call returns, is written back (one pipeline per node) and acknowledged (one Lua call).
+ * A heartbeat renews the leases of running claims; a sweep returns expired leases of dead
+ * workers to pending. Wake-ups come from pub/sub (full batch, flush, reclaim), from this
+ * process's own enqueues, from finished chunks, and from a polling timer as a fallback.
+ */
+import { randomBytes } from 'node:crypto'
+import pLimit from 'p-limit'
+import { backoffMs } from './backoff.js'
+import type { VectorCache } from './cache.js'
+import { type DeadLetter, encodeVector, toFloat32 } from './codec.js'
+import type { Embedder } from './embedder.js'
+import { EmbedderError, toError } from './errors.js'
+import { rateLimitKeys } from './keys.js'
+import type { ResolvedOptions } from './options.js'
+import type { ClaimedItem, FailItem, QueueScripts } from './scripts.js'
+import { isTransientRedisError, type TargetStore } from './target-store.js'
+import type { Waiters } from './waiters.js'
+
+export const WorkerState = {
+  Idle: 'idle',
+  Running: 'running',
+  Stopping: 'stopping',
+  Stopped: 'stopped',
+} as const
+export type WorkerState = (typeof WorkerState)[keyof typeof WorkerState]
+
+/** Events the worker reports through the queue's EventEmitter. */
+export interface WorkerEvents {
+  embedded(info: { key: string; version: number; ms: number }): void
+  failed(info: { key: string; version: number; attempts: number; error: Error }): void
+  retrying(info: { key: string; version: number; attempts: number; delayMs: number; error: Error }): void
+  /** One provider call: texts sent, duration, outcome, estimated tokens (with a rate limit). */
+  call(info: { size: number; ms: number; ok: boolean; tokens: number; status?: number }): void
+  /** Cache lookups of one chunk. */
+  cache(info: { hits: number; misses: number }): void
+  error(err: Error): void
+}
+
+interface ActiveClaim {
+  token: string
+  /** Key -> version of the items whose lease this claim still holds (the heartbeat renews these). */
+  keys: Map<string, number>
+  controller: AbortController
+}
+
+type Outcome = { vector: Float32Array } | { error: EmbedderError }
+
+export interface WorkerDeps {
+  options: ResolvedOptions
+  scripts: QueueScripts
+  targets: TargetStore
+  waiters: Waiters
+  emit: <K extends keyof WorkerEvents>(event: K, ...args: Parameters<WorkerEvents[K]>) => void
+  hasListeners: (event: keyof WorkerEvents) => boolean
+  cache?: VectorCache
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** Normalizes any throw from an embedder; a plain throw is retryable. */
+export function asEmbedderError(err: unknown): EmbedderError {
+  if (err instanceof EmbedderError) return err
+  const e = toError(err)
+  return new EmbedderError(e.message, { retryable: true, cause: e })
+}
+
+export class Worker {
+  private state: WorkerState = WorkerState.Idle
+  private pumping = false
+  private repump = false
+  private outstandingChunks = 0
+  private pausedUntil = 0
+  private wakeTimer: NodeJS.Timeout | undefined
+  private reclaimTimer: NodeJS.Timeout | undefined
+  private heartbeatTimer: NodeJS.Timeout | undefined
+  private readonly claims = new Set<ActiveClaim>()
+  private readonly settling = new Set<Promise<void>>()
+  private readonly limit: ReturnType<typeof pLimit>
+  private readonly chunkSize: number
+  private readonly embedder: Embedder
+  private readonly o: ResolvedOptions
+  private readonly rateKeys: { log: string; total: string } | undefined
+
+  constructor(private readonly deps: WorkerDeps) {
+    this.o = deps.options
+    this.embedder = this.o.embedder
+    this.limit = pLimit(this.o.concurrency)
+    this.rateKeys = this.o.rateLimit ? rateLimitKeys(this.o.prefix, this.o.rateLimit.scope) : undefined
+    this.chunkSize = Math.min(this.o.maxBatchSize, this.embedder.maxBatchSize ?? Number.POSITIVE_INFINITY)
+  }
+
+  get currentState(): WorkerState {
+    return this.state
+  }
+
+  /** Items claimed by this worker and not yet settled. */
+  get inflightCount(): number {
+    let n = 0
+    for (const c of this.claims) n += c.keys.size
+    return n
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== WorkerState.Idle) return
+    this.state = WorkerState.Running
+    await this.sweep()
+    this.reclaimTimer = setInterval(() => void this.sweep(), this.o.reclaimIntervalMs)
+    this.heartbeatTimer = setInterval(
+      () => void this.heartbeat(),
+      Math.max(100, Math.floor(this.o.leaseMs / 3)),
+    )
+    this.kick()
+  }
+
+  /** Asks for a drain pass soon (coalesced with one already running). */
+  kick(): void {
+    if (this.state !== WorkerState.Running) return
+    if (this.pumping) {
+      this.repump = true
+      return
+    }
+    void this.pump()
+  }
+
+  private scheduleWake(ms: number): void {
+    if (this.state !== WorkerState.Running) return
+    if (this.wakeTimer) clearTimeout(this.wakeTimer)
+    const delay = ms < 0 ? this.o.pollIntervalMs : Math.min(Math.max(ms, 1), this.o.pollIntervalMs)
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined
+      this.kick()
+    }, delay)
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true
+    try {
+      do {
+        this.repump = false
+        // Claim ahead up to twice the provider concurrency, so the next chunks are ready when
+        // calls return together; p-limit still caps the calls themselves at `concurrency`.
+        while (this.state === WorkerState.Running && this.outstandingChunks < 2 * this.o.concurrency) {
+          const pauseLeft = this.pausedUntil - Date.now()
+          if (pauseLeft > 0) {
+            this.scheduleWake(pauseLeft)
+            break
+          }
+          const token = randomBytes(9).toString('base64url')
+          const res = await this.deps.scripts.claim(
+            this.o.maxBatchSize,
+            this.o.flushIntervalMs,
+            this.o.leaseMs,
+            token,
+          )
+          if (res.items.length === 0) {
+            this.scheduleWake(res.waitMs)
+            break
+          }
+          this.runClaim(token, res.items)
+          if (res.readyLeft <= 0 && res.items.length < this.o.maxBatchSize) {
+            this.scheduleWake(-1)
+            break
+          }
+        }
+      } while (this.repump && this.state === WorkerState.Running)
+    } catch (err) {
+      this.deps.emit('error', toError(err))
+      this.scheduleWake(Math.min(1_000, this.o.pollIntervalMs))
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  private runClaim(token: string, items: ClaimedItem[]): void {
+    const claim: ActiveClaim = {
+      token,
+      keys: new Map(items.map((i) => [i.key, i.version])),
+      controller: new AbortController(),
+    }
+    this.claims.add(claim)
+    for (let i = 0; i < items.length; i += this.chunkSize) {
+      const chunk = items.slice(i, i + this.chunkSize)
+      this.outstandingChunks++
+      const p = this.processChunk(claim, chunk).finally(() => {
+        this.settling.delete(p)
+        if (claim.keys.size === 0) this.claims.delete(claim)
+      })
+      this.settling.add(p)
+    }
+  }
+
+  private async processChunk(claim: ActiveClaim, chunk: ClaimedItem[]): Promise<void> {
+    let outcomes: Outcome[]
+    try {
+      outcomes = await this.embedWithCache(chunk, claim.controller.signal)
+    } finally {
+      this.outstandingChunks--
+      this.kick()
+    }
+    try {
+      await this.settle(claim, chunk, outcomes)
+    } catch (err) {
+      // Redis failed mid-settle: the leases expire and the sweep returns the items.
+      this.deps.emit('error', toError(err))
+    } finally {
+      for (const it of chunk) claim.keys.delete(it.key)
+    }
+  }
+
+  /** Serves cached vectors, embeds the rest under the concurrency limit, caches what came back. */
+  private async embedWithCache(chunk: ClaimedItem[], signal: AbortSignal): Promise<Outcome[]> {
+    const cache = this.deps.cache
+    if (!cache) return this.limit(() => this.embedStarted(chunk, signal))
+    let cached: (Float32Array | null)[]
+    try {
+      cached = await cache.get(chunk.map((i) => i.text))
+    } catch (err) {
+      this.deps.emit('error', toError(err))
+      cached = chunk.map(() => null)
+    }
+    const missIdx = chunk.flatMap((_, i) => (cached[i] ? [] : [i]))
+    this.deps.emit('cache', { hits: chunk.length - missIdx.length, misses: missIdx.length })
+    const outcomes: Outcome[] = cached.map((v) =>
+      v ? { vector: v } : { error: new EmbedderError('unset', { retryable: true }) },
+    )
+    if (missIdx.length === 0) return outcomes
+    const missed = await this.limit(() =>
+      this.embedStarted(
+        missIdx.map((i) => chunk[i]!),
+        signal,
+      ),
+    )
+    const fresh: { text: string; vector: Float32Array }[] = []
+    missIdx.forEach((i, j) => {
+      const o = missed[j]!
+      outcomes[i] = o
+      if ('vector' in o) fresh.push({ text: chunk[i]!.text, vector: o.vector })
+    })
+    if (fresh.length) await cache.set(fresh).catch((err) => this.deps.emit('error', toError(err)))
+    return outcomes
+  }
+
+  /**
+   * Runs when the limiter gives the chunk a slot. A chunk claimed ahead that gets its slot
+   * only after stop() began is not started: it goes back to pending uncharged at once.
+   */
+  private embedStarted(items: ClaimedItem[], signal: AbortSignal): Promise<Outcome[]> {
+    if (this.state !== WorkerState.Running)
+      return Promise.resolve(items.map(() => ({ error: this.notStarted })))
+    return this.embedItems(items, signal)
+  }
+
+  private readonly notStarted = new EmbedderError('not started: the worker is stopping', { retryable: true })
+
+  /** Calls the provider; a non-retryable failure of several texts is bisected to find the bad ones. */
+  private async embedItems(items: ClaimedItem[], signal: AbortSignal): Promise<Outcome[]> {
+    if (signal.aborted)
+      return items.map(() => ({ error: asEmbedderError(signal.reason ?? new Error('aborted')) }))
+    let vectors: ArrayLike<number>[]
+    try {
+      vectors = await this.callProvider(
+        items.map((i) => i.text),
+        signal,
+      )
+    } catch (err) {
+      const e = asEmbedderError(err)
+      if (!e.retryable && !e.stopsDrain && items.length > 1 && !signal.aborted) {
+        const mid = items.length >> 1
+        const left = await this.embedItems(items.slice(0, mid), signal)
+        const right = await this.embedItems(items.slice(mid), signal)
+        return [...left, ...right]
+      }
+      return items.map(() => ({ error: e }))
+    }
+    const dims = this.embedder.dimensions
+    return vectors.map((v) => {
+      const vec = toFloat32(v)
+      if (vec.length !== dims) {
+        return {
+          error: new EmbedderError(`provider returned ${vec.length} dimensions, expected ${dims}`, {
+            retryable: false,
+          }),
+        }
+      }
+      // NaN or ±Infinity anywhere makes the sum non-finite: one pass, no branch per element.
+      let sum = 0
+      for (let i = 0; i < vec.length; i++) sum += vec[i]! * 0
+      if (!Number.isFinite(sum)) {
+        return { error: new EmbedderError('provider returned a non-finite value', { retryable: false }) }
+      }
+      return { vector: vec }
+    })
+  }
+
+  /**
+   * One provider call: identical texts are sent once, the shared rate limit is honoured,
+   * and the reply is checked to hold one vector per text.
+   */
+  private async callProvider(texts: string[], signal: AbortSignal): Promise<ArrayLike<number>[]> {
+    const unique = [...new Set(texts)]
+    const rl = this.o.rateLimit
+    let tokens = 0
+    if (rl) {
+      for (const t of unique) tokens += rl.estimateTokens(t)
+      await this.admit(tokens, signal)
+    }
+    const started = Date.now()
+    let ok = false
+    let status: number | undefined
+    try {
+      const vectors = await this.embedder.embed(unique, { signal })
+      if (!Array.isArray(vectors) || vectors.length !== unique.length) {
+        throw new EmbedderError(
+          `provider returned ${Array.isArray(vectors) ? vectors.length : typeof vectors} vectors for ${unique.length} texts`,
+          { retryable: false },
+        )
+      }
+      ok = true
+      if (unique.length === texts.length) return vectors
+      const byText = new Map(unique.map((t, i) => [t, vectors[i]!]))
+      return texts.map((t) => byText.get(t)!)
+    } catch (err) {
+      status = err instanceof EmbedderError ? err.status : undefined
+      throw err
+    } finally {
+      this.deps.emit('call', {
+        size: unique.length,
+        ms: Date.now() - started,
+        ok,
+        tokens,
+        ...(status !== undefined ? { status } : {}),
+      })
+    }
+  }
+
+  /** Waits until the shared limiter admits a call (or the claim is aborted). */
+  private async admit(tokens: number, signal: AbortSignal): Promise<void> {
+    const rl = this.o.rateLimit!
+    for (;;) {
+      const waitMs = await this.deps.scripts.rateLimit(
+        this.rateKeys!,
+        rl.windowMs,
+        rl.requestsPerMinute,
+        rl.tokensPerMinute,
+        tokens,
+        randomBytes(6).toString('base64url'),
+      )
+      if (waitMs <= 0) return
+      if (signal.aborted) throw asEmbedderError(signal.reason ?? new Error('aborted'))
+      await sleep(Math.min(waitMs, 1_000))
+    }
+  }
+
+  private async settle(claim: ActiveClaim, chunk: ClaimedItem[], outcomes: Outcome[]): Promise<void> {
+    const ok: { item: ClaimedItem; vector: Float32Array }[] = []
+    const failures: { item: ClaimedItem; error: EmbedderError }[] = []
+    outcomes.forEach((o, i) => {
+      const item = chunk[i]!
+      if ('vector' in o) ok.push({ item, vector: o.vector })
+      else failures.push({ item, error: o.error })
+    })
+
+    if (ok.length) {
+      const writeErrors = await this.deps.targets.write(
+        ok.map(({ item, vector }) => ({ key: item.key, version: item.version, blob: encodeVector(vector) })),
+      )
+      const written: typeof ok = []
+      ok.forEach((entry, i) => {
+        const err = writeErrors[i]
+        if (!err) written.push(entry)
+        else {
+          // WRONGTYPE and the like will not heal by retrying; anything else might.
+          const permanent = /WRONGTYPE|ERR /.test(err.message)
+          failures.push({
+            item: entry.item,
+            error: new EmbedderError(`writing the vector failed: ${err.message}`, {
+              retryable: !permanent,
+              cause: err,
+            }),
+          })
+        }
+      })
+      if (written.length) await this.acknowledge(claim, written)
+    }
+    if (failures.length) await this.fail(claim, failures)
+  }
+
+  private async acknowledge(
+    claim: ActiveClaim,
+    written: { item: ClaimedItem; vector: Float32Array }[],
+  ): Promise<void> {
+    const { waiters } = this.deps
+    for (const { item, vector } of written) waiters.offerLocal(item.key, item.version, vector)
+    let statuses: string[]
+    try {
+      statuses = await this.deps.scripts.ack(
+        claim.token,
+        written.map(({ item }) => ({ key: item.key, version: item.version })),
+      )
+    } catch (err) {
+      for (const { item } of written) waiters.finishLocal(item.key, item.version, false)
+      throw err
+    }
+    const report = this.deps.hasListeners('embedded')
+    const now = Date.now()
+    written.forEach(({ item }, i) => {
+      const done = statuses[i] === 'D'
+      waiters.finishLocal(item.key, item.version, done)
+      if (done && report) {
+        this.deps.emit('embedded', {
+          key: item.key,
+          version: item.version,
+          ms: Math.max(0, now - item.version / 1000),
+        })
+      }
+    })
+  }
+
+  private async fail(
+    claim: ActiveClaim,
+    failures: { item: ClaimedItem; error: EmbedderError }[],
+  ): Promise<void> {
+    const o = this.o
+    const stopping = this.state !== WorkerState.Running
+    // planIndex: where the give-up sits in `plan`, whose reply says whether it was charged.
+    const giveUps: { item: ClaimedItem; error: EmbedderError; letter: DeadLetter; planIndex: number }[] = []
+    const plan: FailItem[] = []
+    let rateLimitMs = 0
+    for (const { item, error } of failures) {
+      const redisDown = error.cause instanceof Error && isTransientRedisError(error.cause)
+      const released = stopping && (claim.controller.signal.aborted || error === this.notStarted)
+      if (error.stopsDrain || redisDown || released) {
+        // Not the item's fault: give it back uncharged.
+        plan.push({ key: item.key, version: item.version, mode: 'N', delayMs: 0, letter: '' })
+        continue
+      }
+      const attempts = item.attempts + 1
+      if (attempts >= o.maxAttempts) {
+        const letter: DeadLetter = {
+          key: item.key,
+          version: item.version,
+          text: item.text,
+          error: error.message,
+          attempts,
+          failedAt: Date.now(),
+          ...(error.status !== undefined ? { status: error.status } : {}),
+        }
+        giveUps.push({ item, error, letter, planIndex: plan.length })
+        plan.push({
+          key: item.key,
+          version: item.version,
+          mode: 'G',
+          delayMs: 0,
+          letter: JSON.stringify(letter),
+        })
+      } else {
+        const delayMs = backoffMs(attempts, o.backoffBaseMs, o.backoffMaxMs, error.retryAfterMs)
+        if (error.status === 429 && error.retryAfterMs)
+          rateLimitMs = Math.max(rateLimitMs, error.retryAfterMs)
+        plan.push({ key: item.key, version: item.version, mode: 'R', delayMs, letter: '' })
+        this.deps.emit('retrying', { key: item.key, version: item.version, attempts, delayMs, error })
+      }
+    }
+    const auth = failures.find((f) => f.error.stopsDrain)
+    if (auth) {
+      this.pausedUntil = Date.now() + o.authPauseMs
+      this.deps.emit('error', auth.error)
+    }
+    if (rateLimitMs > 0) await this.deps.scripts.pause(rateLimitMs)
+    if (giveUps.length && o.zeroVectorOnFailure) {
+      const zero = encodeVector(new Float32Array(this.embedder.dimensions))
+      await this.deps.targets.write(
+        giveUps.map(({ item }) => ({ key: item.key, version: item.version, blob: zero, placeholder: true })),
+      )
+    }
+    const attemptsCharged = await this.deps.scripts.fail(claim.token, plan)
+    giveUps.forEach(({ item, error, letter, planIndex }) => {
+      if (attemptsCharged[planIndex] !== -1) {
+        this.deps.waiters.failLocal(letter)
+        this.deps.emit('failed', { key: item.key, version: item.version, attempts: letter.attempts, error })
+      }
+    })
+  }
+
+  private async heartbeat(): Promise<void> {
+    for (const claim of this.claims) {
+      if (claim.keys.size === 0) continue
+      try {
+        const lost = await this.deps.scripts.renew(claim.token, this.o.leaseMs, [...claim.keys.keys()])
+        for (const k of lost) claim.keys.delete(k)
+      } catch (err) {
+        this.deps.emit('error', toError(err))
+      }
+    }
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      const n = await this.deps.scripts.reclaim(1000)
+      if (n > 0) this.kick()
+    } catch (err) {
+      this.deps.emit('error', toError(err))
+    }
+  }
+
+  /**
+   * Stops claiming, lets running chunks finish within `stopGraceMs`, then aborts the rest;
+   * aborted items go back to pending uncharged. Resolves when nothing of ours is in flight.
+   */
+  async stop(): Promise<void> {
+    if (this.state === WorkerState.Idle) {
+      this.state = WorkerState.Stopped
+      return
+    }
+    if (this.state !== WorkerState.Running) return
+    this.state = WorkerState.Stopping
+    if (this.wakeTimer) clearTimeout(this.wakeTimer)
+    if (this.reclaimTimer) clearInterval(this.reclaimTimer)
+    const all = (): Promise<unknown> => Promise.allSettled([...this.settling])
+    let graceTimer: NodeJS.Timeout | undefined
+    const grace = new Promise<'timeout'>((r) => {
+      graceTimer = setTimeout(() => r('timeout'), this.o.stopGraceMs)
+    })
+    const first = await Promise.race([all().then(() => 'done' as const), grace])
+    clearTimeout(graceTimer)
+    if (first === 'timeout') {
+      for (const c of this.claims) c.controller.abort(new Error('embedq worker stopping'))
+      await Promise.race([all(), sleep(2_000)])
+    }
+    // Whatever is still claimed (an embedder that ignores abort) goes back to pending now.
+    for (const c of this.claims) {
+      if (c.keys.size === 0) continue
+      try {
+        await this.deps.scripts.fail(
+          c.token,
+          [...c.keys].map(([key, version]) => ({ key, version, mode: 'N' as const, delayMs: 0, letter: '' })),
+        )
+      } catch (err) {
+        this.deps.emit('error', toError(err))
+      }
+    }
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
+    this.claims.clear()
+    this.state = WorkerState.Stopped
+  }
+}
