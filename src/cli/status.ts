@@ -1,0 +1,252 @@
+/**
+ * `embedq status [--watch]`: what the queue holds and how fast it moves.
+ */
+import type { Command } from 'commander'
+import type { Cluster, Redis } from 'ioredis'
+import type { DeadLetter } from '../codec.js'
+import { type QueueKeys, queueKeys } from '../keys.js'
+import { backfillStateKey, type SavedBackfill } from './backfill-state.js'
+import {
+  type ConnectionFlags,
+  clip,
+  connect,
+  connectionOptions,
+  fmtDuration,
+  fmtInt,
+  intArg,
+  jsonOption,
+  onStopSignal,
+  out,
+  plural,
+  printJson,
+  producerQueue,
+  sleep,
+} from './shared.js'
+
+/** Hash entries read for the attempts histogram and the dead letters, at most. */
+const READ_CAP = 10_000
+
+export interface StatusReport {
+  queue: string
+  prefix: string
+  /** Redis server time of the report (ISO). */
+  time: string
+  /** Items not finished: waiting, in flight, or backing off. */
+  unfinished: number
+  /** Items waiting for a worker. */
+  pending: number
+  /**
+   * Of the pending items, those due at once (covered by a flush: `flushNow`/`flushAndWait`,
+   * retries, reclaims). The others wait for a full batch or the workers' flush interval.
+   */
+  ready: number
+  /** Items claimed by a worker now. */
+  inflight: number
+  /** Items backing off after a failed attempt. */
+  retrying: number
+  /** Unfinished items with failed attempts, by number of failed attempts. */
+  attempts: Record<string, number>
+  /** True when the attempts were counted over the first READ_CAP items only. */
+  attemptsSampled: boolean
+  deadLetters: {
+    count: number
+    /** The latest ones, newest first (without their text). */
+    latest: Array<Omit<DeadLetter, 'text'>>
+    sampled: boolean
+  }
+  /** Age of the oldest unfinished item, ms (null when empty). */
+  oldestAgeMs: number | null
+  /** Claims are paused (provider rate limit) for this long, ms. */
+  pausedForMs: number
+  throughput: { lastMinute: number; perSecond: number }
+  /** Backfills that stopped before the end and can be resumed. */
+  backfills: Array<Pick<SavedBackfill, 'match' | 'scanned' | 'enqueued' | 'updatedAt'>>
+}
+
+/** HSCAN up to `cap` entries (a small hash comes back in one call). */
+async function hscanCapped(
+  redis: Redis | Cluster,
+  key: string,
+  cap: number,
+): Promise<{ entries: Array<[string, string]>; complete: boolean }> {
+  const entries: Array<[string, string]> = []
+  let cursor = '0'
+  do {
+    const [next, flat] = await redis.hscan(key, cursor, 'COUNT', 1000)
+    for (let i = 0; i + 1 < flat.length; i += 2) entries.push([flat[i]!, flat[i + 1]!])
+    cursor = next
+  } while (cursor !== '0' && entries.length < cap)
+  return { entries, complete: cursor === '0' }
+}
+
+async function report(
+  redis: Redis | Cluster,
+  flags: ConnectionFlags,
+  keys: QueueKeys,
+  deadLetterLimit: number,
+): Promise<StatusReport> {
+  const queue = producerQueue(redis, flags)
+  try {
+    const [stats, time, flushTick] = await Promise.all([queue.stats(), redis.time(), redis.get(keys.flush)])
+    const nowUs = Number(time[0]) * 1e6 + Number(time[1])
+    const [ready, retries, failed, backfills] = await Promise.all([
+      flushTick ? redis.zcount(keys.pending, '-inf', flushTick) : Promise.resolve(0),
+      hscanCapped(redis, keys.retries, READ_CAP),
+      hscanCapped(redis, keys.failed, READ_CAP),
+      redis.hvals(backfillStateKey(flags.prefix, flags.name)),
+    ])
+    const attempts: Record<string, number> = {}
+    for (const [, n] of retries.entries) attempts[n] = (attempts[n] ?? 0) + 1
+    const letters: Array<Omit<DeadLetter, 'text'>> = []
+    for (const [, raw] of failed.entries) {
+      try {
+        const { text: _text, ...rest } = JSON.parse(raw) as DeadLetter
+        letters.push(rest)
+      } catch {
+        // not ours: skip
+      }
+    }
+    letters.sort((a, b) => b.failedAt - a.failedAt)
+    return {
+      queue: flags.name,
+      prefix: flags.prefix,
+      time: new Date(nowUs / 1000).toISOString(),
+      unfinished: stats.unfinished,
+      pending: stats.pending,
+      ready,
+      inflight: stats.inflight,
+      retrying: stats.retrying,
+      attempts,
+      attemptsSampled: !retries.complete,
+      deadLetters: {
+        count: stats.failed,
+        latest: letters.slice(0, deadLetterLimit),
+        sampled: !failed.complete,
+      },
+      oldestAgeMs: stats.oldestAgeMs,
+      pausedForMs: stats.pausedForMs,
+      throughput: {
+        lastMinute: stats.finishedLastMinute,
+        perSecond: Math.round((stats.finishedLastMinute / 60) * 10) / 10,
+      },
+      backfills: backfills.flatMap((raw) => {
+        try {
+          const b = JSON.parse(raw) as SavedBackfill
+          return [{ match: b.match, scanned: b.scanned, enqueued: b.enqueued, updatedAt: b.updatedAt }]
+        } catch {
+          return []
+        }
+      }),
+    }
+  } finally {
+    await queue.stop()
+  }
+}
+
+export function renderStatus(r: StatusReport, url: string): string[] {
+  const row = (label: string, value: string, note = ''): string =>
+    `  ${label.padEnd(14)}${value.padStart(10)}${note ? `  ${note}` : ''}`
+  const attempts = Object.entries(r.attempts)
+    .sort(([a], [b]) => Number(a) - Number(b))
+    .map(([n, count]) => `${fmtInt(count)} after ${n} failed`)
+    .join(' · ')
+  const lines = [
+    `queue "${r.queue}" (keys ${r.prefix}:{${r.queue}}:*) at ${url}, ${r.time}`,
+    row('unfinished', fmtInt(r.unfinished), 'waiting, in flight or backing off'),
+    row('pending', fmtInt(r.pending), 'waiting for a worker'),
+    row(
+      'ready',
+      fmtInt(r.ready),
+      'of those, due now (flushed); the rest wait for a full batch or the flush interval',
+    ),
+    row('in flight', fmtInt(r.inflight), 'claimed by a worker'),
+    row('retrying', fmtInt(r.retrying), 'backing off after a failed attempt'),
+    row(
+      'attempts',
+      '',
+      attempts ? `${attempts}${r.attemptsSampled ? ' (first 10,000 items)' : ''}` : 'no failed attempts',
+    ),
+    row(
+      'dead letters',
+      fmtInt(r.deadLetters.count),
+      r.deadLetters.count ? 'embedq failed: list · embedq retry-failed: retry' : '',
+    ),
+    row('oldest item', r.oldestAgeMs === null ? '-' : fmtDuration(r.oldestAgeMs)),
+    row(
+      'throughput',
+      fmtInt(r.throughput.lastMinute),
+      `finished in the last minute (${r.throughput.perSecond}/s)`,
+    ),
+    row(
+      'paused',
+      r.pausedForMs > 0 ? fmtDuration(r.pausedForMs) : 'no',
+      r.pausedForMs > 0 ? 'provider rate limit' : '',
+    ),
+  ]
+  if (r.deadLetters.latest.length) {
+    lines.push(`latest dead letters${r.deadLetters.sampled ? ' (of the first 10,000 read)' : ''}:`)
+    for (const d of r.deadLetters.latest) {
+      const status = d.status === undefined ? '' : ` [${d.status}]`
+      lines.push(
+        `  ${d.key}  ${plural(d.attempts, 'attempt')}  ${new Date(d.failedAt).toISOString()}${status}  ${clip(d.error, 100)}`,
+      )
+    }
+  }
+  for (const b of r.backfills) {
+    lines.push(
+      `resumable backfill of ${JSON.stringify(b.match)}: ${fmtInt(b.scanned)} scanned, ${fmtInt(b.enqueued)} enqueued, last progress ${new Date(b.updatedAt).toISOString()}`,
+    )
+  }
+  return lines
+}
+
+interface StatusFlags extends ConnectionFlags {
+  json?: boolean
+  watch?: boolean
+  interval: number
+  deadLetters: number
+}
+
+export function registerStatus(program: Command): void {
+  connectionOptions(
+    program
+      .command('status')
+      .description(
+        'show the queue: pending, ready, in flight, retrying (with attempt counts), dead letters, oldest age, throughput',
+      ),
+  )
+    .addOption(jsonOption())
+    .option('-w, --watch', 'refresh until Ctrl-C (with --json: one JSON line per refresh)')
+    .option('--interval <ms>', 'refresh interval of --watch', intArg(100), 2_000)
+    .option('--dead-letters <n>', 'latest dead letters to show', intArg(0, 1000), 5)
+    .action(async (flags: StatusFlags) => {
+      const conn = await connect(flags)
+      const keys = queueKeys(flags.prefix, flags.name)
+      try {
+        if (!flags.watch) {
+          const r = await report(conn.redis, flags, keys, flags.deadLetters)
+          if (flags.json) printJson(r)
+          else for (const line of renderStatus(r, conn.url)) out(line)
+          return
+        }
+        const stop = onStopSignal()
+        const tty = process.stdout.isTTY && !flags.json
+        try {
+          while (!stop.signal.aborted) {
+            const r = await report(conn.redis, flags, keys, flags.deadLetters)
+            if (flags.json) printJson(r)
+            else {
+              if (tty) process.stdout.write('\x1b[2J\x1b[H')
+              for (const line of renderStatus(r, conn.url)) out(line)
+              out(tty ? `(every ${flags.interval} ms; Ctrl-C to stop)` : '')
+            }
+            await sleep(flags.interval, stop.signal)
+          }
+        } finally {
+          stop.dispose()
+        }
+      } finally {
+        await conn.close()
+      }
+    })
+}
