@@ -286,6 +286,46 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
       return owner.port
     }
 
+    /**
+     * Where each slot moved by `migrateSlot` should be (node id). Back-to-back migrations
+     * between two masters can end with each of them pointing at the other for a slot: the
+     * epoch bump of a later import lets a stale claim win somewhere, and since neither node
+     * claims the slot any more, gossip never repairs it (seen as endless MOVED ping-pong).
+     */
+    const moved = new Map<number, string>()
+    /**
+     * Re-asserts every moved slot (the new owner bumps its epoch so its claim wins, stale
+     * nodes are told again) until every node agrees on all of them for three looks in a row (about 150 ms).
+     */
+    const settleMoves = async (what: string): Promise<void> => {
+      let clean = 0
+      await until(what, 15_000, async () => {
+        const nodes = await topology()
+        const portOf = new Map(nodes.map((n) => [n.id, n.port]))
+        const stale: [port: number, slot: number, id: string][] = []
+        for (const port of servers.keys()) {
+          const slots = (await call(port, 'cluster', 'slots')) as [number, number, [string, number]][]
+          for (const [slot, id] of moved) {
+            const owner = slots.find(([a, b]) => slot >= a && slot <= b)
+            if (!owner || Number(owner[2][1]) !== portOf.get(id)) stale.push([port, slot, id])
+          }
+        }
+        if (stale.length === 0) {
+          if (++clean >= 3) return true
+          await sleep(50)
+          return false
+        }
+        clean = 0
+        for (const id of new Set(stale.map(([, , id]) => id))) {
+          const port = portOf.get(id)
+          if (port !== undefined) await call(port, 'cluster', 'bumpepoch')
+        }
+        for (const [port, slot, id] of stale) await call(port, 'cluster', 'setslot', slot, 'node', id)
+        await sleep(100)
+        return false
+      })
+    }
+
     const clients = new Set<Cluster>()
     return {
       nodes: ports.map((p) => p.port),
@@ -322,11 +362,16 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
         return replica.port
       },
       async failover(replicaPort) {
+        const before = await topology()
+        const replica = before.find((n) => n.port === replicaPort)
+        const oldMaster = before.find((n) => n.port === replica?.masterPort)
         await call(replicaPort, 'cluster', 'failover')
         await until(`${replicaPort} to take over as a master`, 15_000, async () => {
           const role = (await call(replicaPort, 'role')) as [string]
           return role[0] === 'master'
         })
+        // The replica took over its master's slots, moved ones included.
+        for (const [slot, id] of moved) if (id === oldMaster?.id && replica) moved.set(slot, replica.id)
         await waitHealthy()
       },
       async restartNode(port, { kill = true, downMs = 0 } = {}) {
@@ -359,29 +404,8 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
           if (n.role === 'master' && n.port !== src.port && n.port !== dst.port)
             await call(n.port, 'cluster', 'setslot', slot, 'node', dst.id)
         }
-        // Back-to-back migrations can leave two masters with one config epoch; the collision
-        // fix then bumps one of them, and a ping the source sent before it let go can win the
-        // slot back on some nodes. Re-assert it (with a fresh epoch) until everyone agrees.
-        const views = new Map<number, string>()
-        let round = 0
-        await until(`every node to see slot ${slot} on ${toPort}`, 10_000, async () => {
-          const stale: number[] = []
-          for (const port of servers.keys()) {
-            const slots = (await call(port, 'cluster', 'slots')) as [number, number, [string, number]][]
-            const owner = slots.find(([a, b]) => slot >= a && slot <= b)
-            views.set(port, owner ? String(owner[2][1]) : 'none')
-            if (!owner || Number(owner[2][1]) !== toPort) stale.push(port)
-          }
-          if (stale.length > 0 && ++round % 8 === 0) {
-            await call(dst.port, 'cluster', 'bumpepoch')
-            for (const port of stale) await call(port, 'cluster', 'setslot', slot, 'node', dst.id)
-          }
-          return stale.length === 0
-        }).catch((err: Error) => {
-          throw new Error(`${err.message}; owner seen by each node: ${JSON.stringify([...views])}`, {
-            cause: err.cause,
-          })
-        })
+        moved.set(slot, dst.id)
+        await settleMoves(`slot ${slot} to settle on ${toPort}`)
       },
       async destroy() {
         for (const c of clients) c.disconnect()
