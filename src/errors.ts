@@ -8,6 +8,23 @@ export class EmbedqError extends Error {
   override name = 'EmbedqError'
 }
 
+/**
+ * Vectors that were embedded but could not be written to their target hashes because Redis
+ * kept failing (not because of the items): reported through the queue's `error` event; the
+ * items go back to the queue without being charged an attempt.
+ */
+export class TargetWriteError extends EmbedqError {
+  override name = 'TargetWriteError'
+  constructor(
+    message: string,
+    /** The target keys whose vectors were not written. */
+    readonly keys: readonly string[],
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+}
+
 /** Input that can never be embedded (empty key, text too long, not a string…). Thrown at `enqueue`. */
 export class InvalidInputError extends EmbedqError {
   override name = 'InvalidInputError'

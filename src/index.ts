@@ -11,6 +11,7 @@ export {
   QueueFullError,
   QueueStoppedError,
   RedisUnavailableError,
+  TargetWriteError,
 } from './errors.js'
 export { type HealthServer, type HealthServerOptions, healthStatus, startHealthServer } from './health.js'
 export { type QueueKeys, queueKeys, rateLimitKeys } from './keys.js'

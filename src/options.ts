@@ -81,6 +81,12 @@ export interface QueueOptions {
   pollIntervalMs?: number
   /** How often every worker returns expired leases to pending. @default leaseMs / 2 */
   reclaimIntervalMs?: number
+  /**
+   * How long a target write that fails for a Redis reason (connection lost, a slot moving,
+   * CLUSTERDOWN, TRYAGAIN…) is retried before the item goes back to the queue, uncharged, and
+   * an `error` event reports it. @default 10_000
+   */
+  writeRetryMs?: number
   /** How long `stop()` lets running provider calls finish before aborting them. @default 10_000 */
   stopGraceMs?: number
   /** How long a credential error (401/403) pauses this worker's drain. @default 30_000 */
@@ -298,6 +304,7 @@ export function resolveOptions(opts: QueueOptions): ResolvedOptions {
     trackResults: opts.trackResults ?? true,
     pollIntervalMs: int(o, 'pollIntervalMs', 1_000, 10, 3_600_000),
     reclaimIntervalMs: int(o, 'reclaimIntervalMs', Math.max(100, Math.floor(leaseMs / 2)), 10, 3_600_000),
+    writeRetryMs: int(o, 'writeRetryMs', 10_000, 0, 3_600_000),
     stopGraceMs: int(o, 'stopGraceMs', 10_000, 0, 3_600_000),
     authPauseMs: int(o, 'authPauseMs', 30_000, 0, 86_400_000),
     enqueueChunkSize: int(o, 'enqueueChunkSize', 500, 1, 1000),

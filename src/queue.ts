@@ -142,7 +142,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     this.name = this.o.name
     this.keys = queueKeys(this.o.prefix, this.o.name)
     this.scripts = new QueueScripts(this.o.redis, this.keys)
-    this.targets = new TargetStore(this.o.redis, this.o.field, this.o.versionField)
+    this.targets = new TargetStore(this.o.redis, this.o.field, this.o.versionField, this.o.writeRetryMs)
     this.waiters = new Waiters({
       redis: this.o.redis,
       keys: this.keys,

@@ -18,7 +18,7 @@ import { backoffMs } from './backoff.js'
 import type { VectorCache } from './cache.js'
 import { type DeadLetter, encodeVector, toFloat32 } from './codec.js'
 import type { Embedder } from './embedder.js'
-import { EmbedderError, toError } from './errors.js'
+import { EmbedderError, TargetWriteError, toError } from './errors.js'
 import { rateLimitKeys } from './keys.js'
 import type { ResolvedOptions } from './options.js'
 import type { ClaimedItem, FailItem, QueueScripts } from './scripts.js'
@@ -374,10 +374,12 @@ export class Worker {
         ok.map(({ item, vector }) => ({ key: item.key, version: item.version, blob: encodeVector(vector) })),
       )
       const written: typeof ok = []
+      const unavailable: string[] = []
       ok.forEach((entry, i) => {
         const err = writeErrors[i]
         if (!err) written.push(entry)
         else {
+          if (isTransientRedisError(err)) unavailable.push(entry.item.key)
           // WRONGTYPE and the like will not heal by retrying; anything else might.
           const permanent = /WRONGTYPE|ERR /.test(err.message)
           failures.push({
@@ -389,6 +391,20 @@ export class Worker {
           })
         }
       })
+      if (unavailable.length) {
+        // Not the items' fault (they go back uncharged), but an operator must hear of it: a
+        // slot no node will serve, or a master down for longer than `writeRetryMs`, would
+        // otherwise cycle these items silently.
+        const first = writeErrors.find((e) => e && isTransientRedisError(e))!
+        this.deps.emit(
+          'error',
+          new TargetWriteError(
+            `could not write ${unavailable.length} vector(s) within ${this.o.writeRetryMs} ms (e.g. "${unavailable[0]}"): ${first.message}; they go back to the queue uncharged`,
+            unavailable,
+            { cause: first },
+          ),
+        )
+      }
       if (written.length) await this.acknowledge(claim, written)
     }
     if (failures.length) await this.fail(claim, failures)

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { VectorCache } from '../../src/cache.js'
-import type { EmbeddingBatchQueue } from '../../src/index.js'
+import { type EmbeddingBatchQueue, TargetWriteError } from '../../src/index.js'
 import { keySlot, queueKeys } from '../../src/keys.js'
 import { type FakeEmbedder, fakeEmbedder, fakeVector, uniqueName, waitFor } from '../helpers/fixtures.js'
 import {
@@ -126,7 +126,7 @@ describe('on Redis Cluster', () => {
     const { cluster, redis } = h
     const { name, embedder, producer, list, jobs } = await startSlowDrain(h, {
       n: 400,
-      latencyMs: 150,
+      latencyMs: 400, // slow enough that the drain outlasts the seven migrations
       producerOnly: true,
     })
 
@@ -270,7 +270,7 @@ describe('on Redis Cluster, through node restarts and slot moves', () => {
 
   it('moving target slots mid-run charges no attempts (writes follow MOVED instead of failing the item)', async () => {
     const name = uniqueName()
-    const embedder = fakeEmbedder({ latencyMs: 100 })
+    const embedder = fakeEmbedder({ latencyMs: 300 })
     const worker = h.queue({
       name,
       embedder,
@@ -289,10 +289,71 @@ describe('on Redis Cluster, through node restarts and slot moves', () => {
     await waitFor(() => embedder.texts.length >= 40, 10_000, 'the drain to be under way')
     for (const slot of [...new Set(list.slice(-200).map((it) => keySlot(it.key)))].slice(0, 10))
       await h.cluster.migrateSlot(slot, await h.otherMaster(await h.cluster.ownerOf(slot)))
+    expect(embedder.texts.length).toBeLessThan(list.length) // it really moved mid-run
     expect((await worker.flushAndWait({ timeoutMs: 20_000 })).drained).toBe(true)
     none(seen.failed)
     none(seen.retrying)
     none(errors)
     await expectResults(jobs, list, 10_000)
+  }, 45_000)
+
+  it('a target slot no node serves: TargetWriteError is reported, nothing is charged, and the vectors land once it is served again', async () => {
+    const name = uniqueName()
+    const list = items(name, 60)
+    const queueSlot = keySlot(`{${name}}`)
+    // Orphan a slot the way a botched reshard does: its owner hands it to another master,
+    // which hands it back; neither claims it, so every write to it ping-pongs on MOVED.
+    let slot = -1
+    let owner = 0
+    for (const it of list) {
+      const s = keySlot(it.key)
+      if (s === queueSlot) continue
+      owner = await h.cluster.ownerOf(s)
+      if (Number(await h.cluster.call(owner, 'cluster', 'countkeysinslot', s)) === 0) {
+        slot = s
+        break
+      }
+    }
+    expect(slot).toBeGreaterThanOrEqual(0)
+    const other = await h.otherMaster(owner)
+    const ids = new Map((await h.cluster.topology()).map((n) => [n.port, n.id]))
+    await h.cluster.call(owner, 'cluster', 'setslot', slot, 'node', ids.get(other)!)
+    await h.cluster.call(other, 'cluster', 'setslot', slot, 'node', ids.get(owner)!)
+    const orphaned = list.filter((it) => keySlot(it.key) === slot).map((it) => it.key)
+
+    const worker = h.queue({ name, maxBatchSize: 20, ...resilient, maxAttempts: 2, writeRetryMs: 300 })
+    const seen = charges(worker)
+    const reported: TargetWriteError[] = []
+    worker.on('error', (e) => {
+      if (e instanceof TargetWriteError) reported.push(e)
+    })
+    await worker.start()
+    const jobs = await worker.enqueueMany(list)
+    worker.flushNow()
+    try {
+      await waitFor(
+        () => reported.length >= 2,
+        15_000,
+        'write errors to be reported (twice: the item cycles)',
+      )
+      expect(reported[0]!.message).toMatch(/could not write .* uncharged/)
+      for (const e of reported) for (const key of e.keys) expect(orphaned).toContain(key)
+      // Everything else was written meanwhile; the orphaned items wait, uncharged.
+      const blobs = await Promise.all(
+        list.filter((it) => !orphaned.includes(it.key)).map((it) => h.redis.hgetBuffer(it.key, 'embedding')),
+      )
+      expect(blobs.every(Boolean)).toBe(true)
+    } finally {
+      // Repair: the old owner takes the slot back with a fresh epoch.
+      await h.cluster.call(owner, 'cluster', 'setslot', slot, 'node', ids.get(owner)!)
+      await h.cluster.call(owner, 'cluster', 'bumpepoch')
+      await h.cluster.call(other, 'cluster', 'setslot', slot, 'node', ids.get(owner)!)
+      await h.cluster.waitHealthy()
+    }
+    expect((await worker.flushAndWait({ timeoutMs: 15_000 })).drained).toBe(true)
+    none(seen.failed)
+    none(seen.retrying)
+    await expectResults(jobs, list, 10_000)
+    await expectVectors(h.redis, list)
   }, 45_000)
 })
