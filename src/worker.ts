@@ -375,11 +375,15 @@ export class Worker {
       )
       const written: typeof ok = []
       const unavailable: string[] = []
+      let unavailableError: Error | undefined
       ok.forEach((entry, i) => {
         const err = writeErrors[i]
         if (!err) written.push(entry)
         else {
-          if (isTransientRedisError(err)) unavailable.push(entry.item.key)
+          if (isTransientRedisError(err)) {
+            unavailable.push(entry.item.key)
+            unavailableError ??= err
+          }
           // WRONGTYPE and the like will not heal by retrying; anything else might.
           const permanent = /WRONGTYPE|ERR /.test(err.message)
           failures.push({
@@ -391,17 +395,16 @@ export class Worker {
           })
         }
       })
-      if (unavailable.length) {
+      if (unavailableError) {
         // Not the items' fault (they go back uncharged), but an operator must hear of it: a
         // slot no node will serve, or a master down for longer than `writeRetryMs`, would
         // otherwise cycle these items silently.
-        const first = writeErrors.find((e) => e && isTransientRedisError(e))!
         this.deps.emit(
           'error',
           new TargetWriteError(
-            `could not write ${unavailable.length} vector(s) within ${this.o.writeRetryMs} ms (e.g. "${unavailable[0]}"): ${first.message}; they go back to the queue uncharged`,
+            `could not write ${unavailable.length} vector(s) within ${this.o.writeRetryMs} ms (e.g. "${unavailable[0]}"): ${unavailableError.message}; they go back to the queue uncharged`,
             unavailable,
-            { cause: first },
+            { cause: unavailableError },
           ),
         )
       }
