@@ -1,52 +1,72 @@
 /**
  * Typed wrappers around the Lua scripts in lua/ (bundled by scripts/build-lua.mjs).
- * Scripts are registered with ioredis `defineCommand` (EVALSHA with NOSCRIPT fallback,
- * so a `SCRIPT FLUSH` or a Redis restart is survived) under `embedq*` names.
+ *
+ * Scripts run with EVALSHA and fall back to EVAL on NOSCRIPT (a `SCRIPT FLUSH`, a restarted
+ * or failed-over Redis), through our own small runner. Nothing is defined on the caller's
+ * client and no type of ioredis is augmented: the caller's client stays exactly as it was.
  */
-import type { Cluster, Redis, Result } from 'ioredis'
+import { createHash } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
 import { type LuaScriptName, luaScripts } from './generated/lua.js'
 import type { QueueKeys } from './keys.js'
 
-type Arg = string | number | Buffer
-type ScriptCommand<Context extends { type: 'default' | 'pipeline' }> = (
-  ...args: Arg[]
-) => Result<unknown, Context>
+export type Arg = string | number | Buffer
+export type RedisLike = Redis | Cluster
+type Pipeline = ReturnType<Redis['pipeline']>
 
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    embedqEnqueue: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqClaim: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqAck: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqFail: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqRenew: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqReclaim: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqFlush: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqPause: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqWriteVector: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqRateLimit: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
-    embedqWriteVectors: ScriptCommand<Context & { type: 'default' | 'pipeline' }>
+interface CompiledScript {
+  readonly lua: string
+  readonly sha: string
+}
+
+const compiled = new Map<LuaScriptName, CompiledScript>()
+
+function script(name: LuaScriptName): CompiledScript {
+  let s = compiled.get(name)
+  if (!s) {
+    const lua = luaScripts[name].lua
+    s = { lua, sha: createHash('sha1').update(lua).digest('hex') }
+    compiled.set(name, s)
+  }
+  return s
+}
+
+/** Whether a Redis error says the script cache does not hold the script. */
+export function isNoScript(err: unknown): boolean {
+  return err instanceof Error && /^NOSCRIPT\b/.test(err.message)
+}
+
+/**
+ * Runs one script: EVALSHA, then EVAL once if Redis answers NOSCRIPT (EVAL also caches it, so
+ * the next call is an EVALSHA again). `keys` are declared keys; `args` the ARGV.
+ */
+export async function runScript(
+  redis: RedisLike,
+  name: LuaScriptName,
+  keys: readonly string[],
+  args: readonly Arg[],
+): Promise<unknown> {
+  const s = script(name)
+  const client = redis as Redis
+  try {
+    return await client.evalsha(s.sha, keys.length, ...keys, ...args)
+  } catch (err) {
+    if (!isNoScript(err)) throw err
+    return client.eval(s.lua, keys.length, ...keys, ...args)
   }
 }
 
-export type RedisLike = Redis | Cluster
-
-const commandName = (name: LuaScriptName): string => `embedq${name[0]!.toUpperCase()}${name.slice(1)}`
-
-/** Registers every script on a client (idempotent: a client shared by queues keeps one set). */
-export function defineScripts(redis: RedisLike): void {
-  const target = redis as unknown as Record<string, unknown>
-  for (const [name, def] of Object.entries(luaScripts) as [
-    LuaScriptName,
-    (typeof luaScripts)[LuaScriptName],
-  ][]) {
-    const cmd = commandName(name)
-    if (typeof target[cmd] !== 'function') {
-      // numberOfKeys undefined: the caller passes the key count first (<name>-n.lua).
-      const keys: { numberOfKeys?: number } =
-        def.numberOfKeys === undefined ? {} : { numberOfKeys: def.numberOfKeys }
-      redis.defineCommand(cmd, { ...keys, lua: def.lua })
-    }
-  }
+/**
+ * Queues one script call on a pipeline as EVALSHA. A NOSCRIPT entry in the pipeline's reply
+ * is retried with `runScript` by the caller (the target store treats it as transient).
+ */
+export function queueScript(
+  pipeline: Pipeline,
+  name: LuaScriptName,
+  keys: readonly string[],
+  args: readonly Arg[],
+): void {
+  pipeline.evalsha(script(name).sha, keys.length, ...keys, ...args)
 }
 
 export interface ClaimedItem {
@@ -81,8 +101,10 @@ export class QueueScripts {
   constructor(
     private readonly redis: RedisLike,
     private readonly k: QueueKeys,
-  ) {
-    defineScripts(redis)
+  ) {}
+
+  private run(name: LuaScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+    return runScript(this.redis, name, keys, args)
   }
 
   /** Returns `{ full }` (nothing written) when the chunk would go over `maxPending`. */
@@ -93,15 +115,11 @@ export class QueueScripts {
   ): Promise<{ ready: number; versions: number[] } | { full: true; unfinished: number }> {
     const args: Arg[] = [maxBatch, this.k.wakeChannel, maxPending]
     for (const it of items) args.push(it.key, it.text)
-    const res = (await this.redis.embedqEnqueue(
-      this.k.pending,
-      this.k.jobs,
-      this.k.versions,
-      this.k.seq,
-      this.k.retries,
-      this.k.failed,
-      this.k.delayed,
-      ...args,
+    const k = this.k
+    const res = (await this.run(
+      'enqueue',
+      [k.pending, k.jobs, k.versions, k.seq, k.retries, k.failed, k.delayed],
+      args,
     )) as (string | number)[]
     if (Number(res[0]) === -1) return { full: true, unfinished: Number(res[1]) }
     return { ready: Number(res[0]), versions: res.slice(1).map(Number) }
@@ -114,21 +132,10 @@ export class QueueScripts {
     token: string,
   ): Promise<ClaimResult> {
     const k = this.k
-    const res = (await this.redis.embedqClaim(
-      k.pending,
-      k.inflight,
-      k.jobs,
-      k.versions,
-      k.leases,
-      k.retries,
-      k.flush,
-      k.seq,
-      k.delayed,
-      k.pause,
-      maxBatch,
-      flushIntervalMs,
-      leaseMs,
-      token,
+    const res = (await this.run(
+      'claim',
+      [k.pending, k.inflight, k.jobs, k.versions, k.leases, k.retries, k.flush, k.seq, k.delayed, k.pause],
+      [maxBatch, flushIntervalMs, leaseMs, token],
     )) as (string | number)[]
     const count = Number(res[0])
     const items: ClaimedItem[] = []
@@ -148,15 +155,10 @@ export class QueueScripts {
     const k = this.k
     const args: Arg[] = [token, k.doneChannel]
     for (const it of items) args.push(it.key, String(it.version))
-    return (await this.redis.embedqAck(
-      k.inflight,
-      k.leases,
-      k.jobs,
-      k.versions,
-      k.retries,
-      k.pending,
-      k.throughput,
-      ...args,
+    return (await this.run(
+      'ack',
+      [k.inflight, k.leases, k.jobs, k.versions, k.retries, k.pending, k.throughput],
+      args,
     )) as string[]
   }
 
@@ -165,47 +167,36 @@ export class QueueScripts {
     const args: Arg[] = [token, k.doneChannel]
     for (const it of items)
       args.push(it.key, String(it.version), it.mode, Math.max(0, Math.round(it.delayMs)), it.letter)
-    const res = (await this.redis.embedqFail(
-      k.inflight,
-      k.leases,
-      k.jobs,
-      k.versions,
-      k.retries,
-      k.delayed,
-      k.failed,
-      k.pending,
-      k.flush,
-      ...args,
+    const res = (await this.run(
+      'fail',
+      [k.inflight, k.leases, k.jobs, k.versions, k.retries, k.delayed, k.failed, k.pending, k.flush],
+      args,
     )) as number[]
     return res.map(Number)
   }
 
   async renew(token: string, leaseMs: number, keys: readonly string[]): Promise<string[]> {
-    return (await this.redis.embedqRenew(this.k.inflight, this.k.leases, token, leaseMs, ...keys)) as string[]
+    return (await this.run('renew', [this.k.inflight, this.k.leases], [token, leaseMs, ...keys])) as string[]
   }
 
   async reclaim(limit: number): Promise<number> {
     const k = this.k
     return Number(
-      await this.redis.embedqReclaim(
-        k.inflight,
-        k.leases,
-        k.pending,
-        k.versions,
-        k.flush,
-        limit,
-        k.wakeChannel,
+      await this.run(
+        'reclaim',
+        [k.inflight, k.leases, k.pending, k.versions, k.flush],
+        [limit, k.wakeChannel],
       ),
     )
   }
 
   /** Forces a flush everywhere; returns the watermark (highest version queued so far). */
   async flush(): Promise<number> {
-    return Number(await this.redis.embedqFlush(this.k.flush, this.k.seq, this.k.wakeChannel))
+    return Number(await this.run('flush', [this.k.flush, this.k.seq], [this.k.wakeChannel]))
   }
 
   async pause(ms: number): Promise<void> {
-    await this.redis.embedqPause(this.k.pause, Math.max(1, Math.round(ms)))
+    await this.run('pause', [this.k.pause], [Math.max(1, Math.round(ms))])
   }
 
   /**
@@ -221,14 +212,10 @@ export class QueueScripts {
     id: string,
   ): Promise<number> {
     return Number(
-      await this.redis.embedqRateLimit(
-        keys.log,
-        keys.total,
-        windowMs,
-        requests,
-        tokensPerWindow,
-        Math.ceil(tokens),
-        id,
+      await this.run(
+        'rateLimit',
+        [keys.log, keys.total],
+        [windowMs, requests, tokensPerWindow, Math.ceil(tokens), id],
       ),
     )
   }

@@ -4,7 +4,7 @@
  */
 import type { Cluster, Redis } from 'ioredis'
 import { keySlot } from './keys.js'
-import { defineScripts, type RedisLike } from './scripts.js'
+import { type Arg, queueScript, type RedisLike, runScript } from './scripts.js'
 
 export interface VectorWrite {
   key: string
@@ -106,9 +106,7 @@ export class TargetStore {
     private readonly versionField: string,
     /** How long transient Redis errors are retried before they are reported. */
     private readonly retryWindowMs = 10_000,
-  ) {
-    defineScripts(redis)
-  }
+  ) {}
 
   private async probe(): Promise<boolean> {
     if (this.binarySafe !== undefined) return this.binarySafe
@@ -154,7 +152,7 @@ export class TargetStore {
         )
       },
       async (i) => {
-        await this.queueWrite(this.redis as Redis, items[i]!, fenced)
+        await this.writeOne(items[i]!, fenced)
       },
     )
   }
@@ -164,12 +162,15 @@ export class TargetStore {
    * (one command for the chunk instead of one per vector).
    */
   private async writeChunkScript(items: readonly VectorWrite[], errors: (Error | null)[]): Promise<void> {
-    const args: (string | Buffer | number)[] = [items.length]
-    for (const it of items) args.push(it.key)
-    args.push(this.field, this.versionField)
+    const args: Arg[] = [this.field, this.versionField]
     for (const it of items) args.push(String(it.version), it.placeholder ? '1' : '0', it.blob)
     try {
-      const res = (await this.redis.embedqWriteVectors(...args)) as (number | string)[]
+      const res = (await runScript(
+        this.redis,
+        'writeVectors',
+        items.map((it) => it.key),
+        args,
+      )) as (number | string)[]
       items.forEach((_, i) => {
         const r = res[i]
         errors[i] = typeof r === 'string' ? new Error(r) : null
@@ -179,22 +180,20 @@ export class TargetStore {
     }
   }
 
-  /**
-   * Sends one target's write on a pipeline (queued) or on the client (the returned promise),
-   * fenced when scripts take binary arguments.
-   */
-  private queueWrite(target: Pipeline | Redis, it: VectorWrite, fenced: boolean): unknown {
-    const pipeline = target as Redis
-    if (fenced)
-      return pipeline.embedqWriteVector(
-        it.key,
-        this.field,
-        this.versionField,
-        String(it.version),
-        it.blob,
-        it.placeholder ? '1' : '0',
-      )
-    return pipeline.hset(it.key, this.field, it.blob, this.versionField, String(it.version))
+  private writeArgs(it: VectorWrite): Arg[] {
+    return [this.field, this.versionField, String(it.version), it.blob, it.placeholder ? '1' : '0']
+  }
+
+  /** Queues one target's write on a node's pipeline, fenced when scripts take binary arguments. */
+  private queueWrite(pipeline: Pipeline, it: VectorWrite, fenced: boolean): void {
+    if (fenced) queueScript(pipeline, 'writeVector', [it.key], this.writeArgs(it))
+    else pipeline.hset(it.key, this.field, it.blob, this.versionField, String(it.version))
+  }
+
+  /** Writes one target on its own (a retry after a transient error, NOSCRIPT included). */
+  private async writeOne(it: VectorWrite, fenced: boolean): Promise<void> {
+    if (fenced) await runScript(this.redis, 'writeVector', [it.key], this.writeArgs(it))
+    else await (this.redis as Redis).hset(it.key, this.field, it.blob, this.versionField, String(it.version))
   }
 
   /** Reads the vector blob and its version from each target (nulls where the read failed). */

@@ -7,6 +7,7 @@ import {
   QueueStoppedError,
 } from '../src/index.js'
 import { queueKeys } from '../src/keys.js'
+import { runScript } from '../src/scripts.js'
 import {
   commandCalls,
   fakeEmbedder,
@@ -109,12 +110,11 @@ describe('dedup and latest text', () => {
     await q.flushAndWait({ timeoutMs: 5_000 })
     await job.result
     // A late write of an older version (what a worker that lost its lease would do) is refused.
-    const res = await h.redis.embedqWriteVector(
-      'msg:fence',
-      'embedding',
-      'embedding_version',
-      String(job.version - 1),
-      Buffer.alloc(32),
+    const res = await runScript(
+      h.redis,
+      'writeVector',
+      ['msg:fence'],
+      ['embedding', 'embedding_version', String(job.version - 1), Buffer.alloc(32), '0'],
     )
     expect(res).toBe(0)
     expect(Array.from((await readVector(h.redis, 'msg:fence'))!)).toEqual(Array.from(fakeVector('newest', 8)))
