@@ -1,19 +1,13 @@
 /**
  * Call site 2, before retrieval: `await queue.flushAndWait()` returns once everything queued
  * before the call is embedded (or given up), so a vector search right after it sees every
- * message, including the ones sent a moment ago.
+ * message, including the ones sent a moment ago. Then `queue.vectorIndex().search()` finds the
+ * context for an LLM call.
  *
- * The search here is brute force: read every `embedding` blob (little-endian float32) and rank by
- * cosine similarity. That is fine for a few thousand messages. With Redis Stack (RediSearch) you
- * would index the same field and let the server do the KNN:
- *
- *   FT.CREATE chat-idx ON HASH PREFIX 1 retrieval:msg:
- *     SCHEMA text TEXT conversation TAG
- *            embedding VECTOR HNSW 6 TYPE FLOAT32 DIM 256 DISTANCE_METRIC COSINE
- *   FT.SEARCH chat-idx "*=>[KNN 3 @embedding $q AS score]" PARAMS 2 q <query blob>
- *     SORTBY score RETURN 3 text conversation score DIALECT 2
- *
- * (DIM is the embedder's dimensions: 256 for the hashing embedder, 768 for Gemini here.)
+ * On Redis 8 / Redis Stack (the query engine) `index.ensure()` creates an FT index once
+ * (HNSW, COSINE, the embedder's dimensions; given-up items are filtered out of it) and
+ * `search()` runs FT.SEARCH KNN on the server. Without the query engine (a plain Redis, the
+ * in-process one) the same calls run an exact scan over the prefix.
  *
  * Run (in-process Redis and the local hashing embedder, no setup):
  *   npx tsx examples/retrieval.ts ["your question"]
@@ -22,22 +16,19 @@
 import { EmbeddingBatchQueue } from '../src/index.js'
 import {
   chooseEmbedder,
+  clip,
   connectRedis,
-  embedOne,
-  formatHit,
+  formatSearchHit,
   loadChatMessages,
   messageKey,
-  readStored,
-  scanKeys,
   storeMessages,
-  topK,
 } from './shared.js'
 
 const PREFIX = 'retrieval'
 const question = process.argv[2] ?? 'flight to Lisbon'
 
 const { redis, description, close } = connectRedis()
-const { embedder, queryEmbedder, description: embedderDescription } = chooseEmbedder()
+const { embedder, description: embedderDescription } = chooseEmbedder()
 console.log(`Redis:    ${description}`)
 console.log(`Embedder: ${embedderDescription}`)
 
@@ -61,11 +52,18 @@ try {
     throw new Error(`not drained: ${flushed.remaining} items left after ${flushed.elapsedMs} ms`)
   console.log(`flushAndWait(): drained in ${flushed.elapsedMs} ms, nothing left to embed.`)
 
-  const keys = await scanKeys(redis, `${PREFIX}:msg:*`)
-  const stored = await readStored(redis, keys)
-  const query = await embedOne(queryEmbedder, question)
-  console.log(`\nTop 5 of ${stored.filter((s) => s.vector).length} stored vectors for "${question}":`)
-  for (const [i, hit] of topK(stored, query, 5).entries()) console.log(formatHit(hit, i + 1))
+  // One index per prefix; ensure() is cheap when it exists (and checks that it fits).
+  const index = queue.vectorIndex({ indexName: `${PREFIX}:idx`, prefixes: [`${PREFIX}:msg:`] })
+  const { engine } = await index.ensure()
+  const hits = await index.search(question, { k: 5, returnFields: ['text', 'author', 'conversation'] })
+  console.log(
+    `\nTop 5 of ${messages.filter((m) => m.text.trim()).length} stored vectors for "${question}" (${engine}):`,
+  )
+  for (const [i, hit] of hits.entries()) console.log(formatSearchHit(hit, i + 1))
+
+  // What an LLM call would get as context (no model is called here).
+  const context = hits.map((h) => `- ${h.fields.author}: ${clip(h.fields.text ?? '', 100)}`).join('\n')
+  console.log(`\nPrompt context for the LLM (${context.length} chars):\n${context}`)
 } finally {
   await queue.stop()
   await close()

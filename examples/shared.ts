@@ -287,6 +287,15 @@ export function topK(stored: readonly StoredMessage[], query: Float32Array, k: n
   return hits.sort((a, b) => b.score - a.score).slice(0, k)
 }
 
+/** A `vectorIndex().search()` hit as `  1. 0.612  [lisbon-trip] Ana: …` (score = 1 − cosine distance). */
+export function formatSearchHit(
+  hit: { key: string; distance: number; fields: Record<string, string> },
+  rank: number,
+): string {
+  const f = hit.fields
+  return `  ${rank}. ${(1 - hit.distance).toFixed(3)}  [${f.conversation ?? '?'}] ${f.author ?? '?'}: ${clip(f.text ?? hit.key, 70)}`
+}
+
 /** `  1. 0.612  [lisbon-trip] Ana: direct flight to Lisbon …` */
 export function formatHit(hit: Hit, rank: number): string {
   const m = hit.message

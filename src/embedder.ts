@@ -5,6 +5,12 @@
 export interface EmbedOptions {
   /** Aborted when the queue stops or the call's lease is lost: stop the HTTP call. */
   signal?: AbortSignal
+  /**
+   * What the texts are for: `'document'` (stored and searched; the default) or `'query'` (a
+   * search query, from `queue.embedQuery()` and `vectorIndex().search(text)`). Providers with
+   * asymmetric models use it (Gemini: `RETRIEVAL_DOCUMENT` vs `RETRIEVAL_QUERY`); others ignore it.
+   */
+  purpose?: 'document' | 'query'
 }
 
 export interface Embedder {

@@ -33,4 +33,17 @@ export {
   type QueueEvents,
   type QueueStats,
 } from './queue.js'
+export {
+  type EnsureResult,
+  type SchemaField,
+  type SearchEngine,
+  type SearchHit,
+  type SearchOptions,
+  type StructuredFilter,
+  type VectorAlgorithm,
+  type VectorDistance,
+  VectorIndex,
+  VectorIndexMismatchError,
+  type VectorIndexOptions,
+} from './vector-index.js'
 export { WorkerState } from './worker.js'

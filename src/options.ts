@@ -59,6 +59,12 @@ export interface QueueOptions {
    * out stale writes and lets a late waiter find a finished result. @default `${field}_version`
    */
   versionField?: string
+  /**
+   * Target hash field set (to `1`) when an item is given up, together with its zero vector,
+   * and removed when a vector is written later. `queue.vectorIndex()` leaves such targets out
+   * of the index and of scan results, so given-up items never pollute search. @default `${field}_failed`
+   */
+  failedField?: string
   /** How long a claim is held without a heartbeat before another worker may take it. @default 30_000 */
   leaseMs?: number
   /** Whether this instance drains the queue. `false` makes a producer-only instance. @default true */
@@ -210,6 +216,16 @@ export function resolveOptions(opts: QueueOptions): ResolvedOptions {
     'a non-empty string other than `field`',
     versionField,
   )
+  const failedField = opts.failedField ?? `${field}_failed`
+  check(
+    typeof failedField === 'string' &&
+      failedField.length > 0 &&
+      failedField !== field &&
+      failedField !== versionField,
+    'failedField',
+    'a non-empty string other than `field` and `versionField`',
+    failedField,
+  )
   const leaseMs = int(o, 'leaseMs', 30_000, 1_000, 3_600_000)
   const backoffBaseMs = int(o, 'backoffBaseMs', 1_000, 0, 3_600_000)
   const backoffMaxMs = int(o, 'backoffMaxMs', 60_000, 0, 86_400_000)
@@ -289,6 +305,7 @@ export function resolveOptions(opts: QueueOptions): ResolvedOptions {
     prefix,
     field,
     versionField,
+    failedField,
     maxBatchSize: int(o, 'maxBatchSize', 50, 1, 1000),
     flushIntervalMs: int(o, 'flushIntervalMs', 3_600_000, 0, 31 * 86_400_000),
     maxAttempts: int(o, 'maxAttempts', 3, 1, 1000),

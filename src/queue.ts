@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events'
 import type { Redis } from 'ioredis'
 import { VectorCache } from './cache.js'
 import type { DeadLetter } from './codec.js'
+import { embedOne } from './embed-one.js'
 import {
   InvalidInputError,
   QueueFullError,
@@ -18,6 +19,7 @@ import { type QueueKeys, queueKeys } from './keys.js'
 import { type QueueOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { QueueScripts } from './scripts.js'
 import { TargetStore } from './target-store.js'
+import { VectorIndex, type VectorIndexOptions } from './vector-index.js'
 import { Waiters } from './waiters.js'
 import { Worker, type WorkerEvents, WorkerState } from './worker.js'
 
@@ -100,6 +102,9 @@ export interface QueueEvents {
   error: [err: Error]
 }
 
+/** Bound on one query embedding call (the embedder may ignore its AbortSignal). */
+const QUERY_TIMEOUT_MS = 60_000
+
 const zeroVector = (dims: number): Promise<Float32Array> => Promise.resolve(new Float32Array(dims))
 
 interface Buffered {
@@ -118,6 +123,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   private readonly targets: TargetStore
   private readonly waiters: Waiters
   private readonly worker: Worker | undefined
+  private readonly queryCache: VectorCache | undefined
   private stopped = false
   private started: Promise<void> | undefined
   private buffer: Buffered[] = []
@@ -152,6 +158,15 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       onWake: () => this.worker?.kick(),
       onActivity: () => this.notifyActivity(),
     })
+    if (this.o.cache) {
+      this.queryCache = new VectorCache(
+        this.o.redis,
+        this.o.prefix,
+        `${this.o.cache.namespace}\u0000query`,
+        this.o.embedder.dimensions,
+        this.o.cache.ttlSeconds,
+      )
+    }
     if (this.o.worker) {
       this.worker = new Worker({
         options: this.o,
@@ -561,6 +576,47 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   result(key: string, opts: { version?: number; timeoutMs?: number } = {}): Promise<Float32Array> {
     if (this.stopped) return Promise.reject(new QueueStoppedError('queue stopped'))
     return this.waiters.watch(key, opts.version ?? 0, opts.timeoutMs ?? this.o.resultTimeoutMs)
+  }
+
+  /**
+   * Embeds a search query through the queue's embedder in its query mode (Gemini:
+   * `RETRIEVAL_QUERY`), with the vector cache when enabled. Resolves with the vector;
+   * rejects with `InvalidInputError` for bad text and `EmbedderError` when the provider fails.
+   */
+  async embedQuery(text: string, opts: { signal?: AbortSignal } = {}): Promise<Float32Array> {
+    if (typeof text !== 'string' || text.trim() === '')
+      throw new InvalidInputError('a search query must be a non-empty string', 'text')
+    const bytes = Buffer.byteLength(text)
+    if (bytes > this.o.maxTextBytes)
+      throw new InvalidInputError(
+        `query is ${bytes} bytes, over maxTextBytes (${this.o.maxTextBytes})`,
+        'text',
+      )
+    const cached = await this.queryCache?.get([text]).catch(() => [null])
+    if (cached?.[0]) return cached[0]
+    const vector = await embedOne(this.o.embedder, text, 'query', QUERY_TIMEOUT_MS, opts.signal)
+    await this.queryCache?.set([{ text, vector }]).catch((err) => this.reportError(err))
+    return vector
+  }
+
+  /**
+   * A vector index over target hashes under `prefixes`, bound to this queue's field and
+   * dimensions: `await index.ensure()` creates it on the Redis query engine (or checks an
+   * existing one), `await index.search(textOrVector, { k })` returns the nearest hits. Without
+   * the query engine (plain Redis, ioredis-mock) the same API runs an exact scan. Given-up
+   * items (zero vectors, marked with `failedField`) never appear in results.
+   */
+  vectorIndex(options: VectorIndexOptions): VectorIndex {
+    return new VectorIndex(
+      {
+        redis: this.o.redis,
+        field: this.o.field,
+        failedField: this.o.failedField,
+        dimensions: this.o.embedder.dimensions,
+        embedQuery: (text) => this.embedQuery(text),
+      },
+      options,
+    )
   }
 
   /** Whether this instance's worker is draining. */

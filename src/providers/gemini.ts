@@ -59,11 +59,16 @@ export interface GeminiEmbedderOptions {
    */
   outputDimensionality?: number
   /**
-   * What the vectors are for. Stored messages are documents; embed search queries with a
-   * second embedder using `RETRIEVAL_QUERY`.
+   * What stored texts' vectors are for (the queue embeds documents).
    * @default 'RETRIEVAL_DOCUMENT'
    */
   taskType?: GeminiTaskType | (string & {})
+  /**
+   * The task type of search queries (`embed(texts, { purpose: 'query' })`, used by
+   * `queue.embedQuery()` and `vectorIndex().search(text)`).
+   * @default 'RETRIEVAL_QUERY' when `taskType` is 'RETRIEVAL_DOCUMENT', else `taskType`
+   */
+  queryTaskType?: GeminiTaskType | (string & {})
   /**
    * Gemini API key, sent in the `x-goog-api-key` header.
    * @default process.env.GEMINI_API_KEY, then process.env.GOOGLE_API_KEY
@@ -126,6 +131,11 @@ export function geminiEmbedder(opts: GeminiEmbedderOptions = {}): Embedder {
   }
   const dimensions = checkInteger(factory, 'outputDimensionality', opts.outputDimensionality ?? 768, 1)
   const taskType = checkString(factory, 'taskType', opts.taskType ?? 'RETRIEVAL_DOCUMENT')
+  const queryTaskType = checkString(
+    factory,
+    'queryTaskType',
+    opts.queryTaskType ?? (taskType === 'RETRIEVAL_DOCUMENT' ? 'RETRIEVAL_QUERY' : taskType),
+  )
   const apiKey = opts.apiKey ?? process.env.GEMINI_API_KEY ?? process.env.GOOGLE_API_KEY
   if (apiKey === undefined || apiKey === '') {
     throw new TypeError(
@@ -162,7 +172,11 @@ export function geminiEmbedder(opts: GeminiEmbedderOptions = {}): Embedder {
     return client
   }
 
-  const callChunk = async (chunk: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> => {
+  const callChunk = async (
+    chunk: string[],
+    signal: AbortSignal | undefined,
+    task: string,
+  ): Promise<Float32Array[]> => {
     // The SDK drops the headers of a failed response; keep them for `Retry-After`.
     let failedHeaders: Headers | undefined
     const fetchKeepingHeaders = async (
@@ -184,7 +198,7 @@ export function geminiEmbedder(opts: GeminiEmbedderOptions = {}): Embedder {
           contents: chunk.map((text) => ({ parts: [{ text }] })),
           config: {
             outputDimensionality: dimensions,
-            taskType,
+            taskType: task,
             abortSignal: callSignal,
             httpOptions: { fetch: fetchKeepingHeaders },
           },
@@ -203,7 +217,8 @@ export function geminiEmbedder(opts: GeminiEmbedderOptions = {}): Embedder {
     async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
       const signal = checkSignal('gemini', embedOpts?.signal)
       const plan = { dimensions, maxBatchSize, prepare: (text: string) => truncateText(text, maxInputChars) }
-      return embedInChunks('gemini', texts, plan, signal, (chunk) => callChunk(chunk, signal))
+      const task = embedOpts?.purpose === 'query' ? queryTaskType : taskType
+      return embedInChunks('gemini', texts, plan, signal, (chunk) => callChunk(chunk, signal, task))
     },
   }
 }
