@@ -5,9 +5,10 @@
  * Prints one JSON line per event (see `WorkerLine` in config.ts): provider calls and their
  * outcomes, and every claim, heartbeat and release the queue sends to Redis, each with the
  * time it was sent and answered. The suite checks "at most one claim per key at a time" from
- * these. Recording them wraps the script commands the queue defined on this process's own
- * client; nothing in the library is changed.
+ * these. Recording them wraps EVALSHA/EVAL on this process's own client (the queue runs its
+ * scripts through them); nothing in the library is changed.
  */
+import { createHash } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { luaScripts } from '../../src/generated/lua.js'
 import { EmbeddingBatchQueue } from '../../src/index.js'
@@ -43,26 +44,44 @@ const queue = new EmbeddingBatchQueue({
 queue.on('error', (err) => say({ ev: 'error', at: Date.now(), message: err.message }))
 
 type Command = (...args: unknown[]) => Promise<unknown>
+type Recorder = {
+  onSend: (argv: unknown[], s: number) => void
+  onReply: (argv: unknown[], reply: unknown, s: number, r: number) => void
+}
 
-/** Wraps the command the queue defined on our client for `script` so that it is recorded. */
-function record(
-  script: 'claim' | 'renew' | 'ack' | 'fail',
-  onSend: (argv: unknown[], s: number) => void,
-  onReply: (argv: unknown[], reply: unknown, s: number, r: number) => void,
-): void {
-  const name = `embedq${script[0]!.toUpperCase()}${script.slice(1)}`
+/**
+ * The queue runs its scripts through EVALSHA (EVAL after NOSCRIPT) on our client; wrapping
+ * those two commands records the calls of the scripts we follow, by SHA1 or by source.
+ */
+const recorders = new Map<string, Recorder>()
+const bySource = new Map<string, string>()
+for (const [name, def] of Object.entries(luaScripts)) {
+  bySource.set(createHash('sha1').update(def.lua).digest('hex'), name)
+  bySource.set(def.lua, name)
+}
+for (const command of ['evalsha', 'eval'] as const) {
   const client = redis as unknown as Record<string, Command>
-  const original = client[name]
-  if (typeof original !== 'function') throw new Error(`chaos worker: the queue defined no ${name} command`)
-  const { numberOfKeys } = luaScripts[script]
-  client[name] = async (...args: unknown[]) => {
-    const argv = args.slice(numberOfKeys)
+  const original = client[command]!
+  client[command] = async (...args: unknown[]) => {
+    const rec = recorders.get(bySource.get(String(args[0])) ?? '')
+    if (!rec) return original.apply(redis, args)
+    const argv = args.slice(2 + Number(args[1]))
     const s = Date.now()
-    onSend(argv, s)
+    rec.onSend(argv, s)
     const reply = await original.apply(redis, args)
-    onReply(argv, reply, s, Date.now())
+    rec.onReply(argv, reply, s, Date.now())
     return reply
   }
+}
+
+/** Records every call of `script` the queue makes. */
+function record(
+  script: 'claim' | 'renew' | 'ack' | 'fail',
+  onSend: Recorder['onSend'],
+  onReply: Recorder['onReply'],
+): void {
+  if (!(script in luaScripts)) throw new Error(`chaos worker: no script named ${script}`)
+  recorders.set(script, { onSend, onReply })
 }
 
 /** The first element (the key) of each group of `size` in a flat argument list. */
