@@ -10,6 +10,7 @@ export {
   InvalidInputError,
   QueueFullError,
   QueueStoppedError,
+  QuotaExhaustedError,
   RedisUnavailableError,
   TargetWriteError,
 } from './errors.js'
@@ -32,5 +33,6 @@ export {
   type FlushResult,
   type QueueEvents,
   type QueueStats,
+  type RateLimitStats,
 } from './queue.js'
 export { WorkerState } from './worker.js'
