@@ -265,10 +265,35 @@ export class Worker {
    * Runs when the limiter gives the chunk a slot. A chunk claimed ahead that gets its slot
    * only after stop() began is not started: it goes back to pending uncharged at once.
    */
-  private embedStarted(items: ClaimedItem[], signal: AbortSignal): Promise<Outcome[]> {
-    if (this.state !== WorkerState.Running)
-      return Promise.resolve(items.map(() => ({ error: this.notStarted })))
-    return this.unlessPaused(items, () => this.embedItems(items, signal))
+  private async embedStarted(items: ClaimedItem[], signal: AbortSignal): Promise<Outcome[]> {
+    if (this.state !== WorkerState.Running) return items.map(() => ({ error: this.notStarted }))
+    const outcomes = await this.unlessPaused(items, () => this.embedItems(items, signal))
+    await this.pauseOnRateLimit(outcomes)
+    return outcomes
+  }
+
+  /** Rate-limited calls whose pause is already set (fail() sets any other before releasing). */
+  private readonly pausedFor = new WeakSet<EmbedderError>()
+
+  /**
+   * Sets the shared pause while this chunk still holds its concurrency slot, so that the
+   * chunks waiting for the slot, here and in every other worker, find the queue paused
+   * before they call the provider.
+   */
+  private async pauseOnRateLimit(outcomes: Outcome[]): Promise<void> {
+    const limited = new Map<EmbedderError, number>()
+    for (const o of outcomes) {
+      if ('error' in o && o.error.rateLimited && !this.pausedFor.has(o.error))
+        limited.set(o.error, (limited.get(o.error) ?? 0) + 1)
+    }
+    for (const [error, items] of limited) {
+      try {
+        await this.pauseForRateLimit(error, items)
+        this.pausedFor.add(error)
+      } catch (err) {
+        this.deps.emit('error', toError(err)) // fail() tries again before releasing the items
+      }
+    }
   }
 
   private readonly notStarted = new EmbedderError('not started: the worker is stopping', { retryable: true })
@@ -524,7 +549,9 @@ export class Worker {
       this.deps.emit('error', auth.error)
     }
     // The pause is in Redis before the items are back in pending: no claim sees them earlier.
-    for (const [error, items] of rateLimited) await this.pauseForRateLimit(error, items)
+    for (const [error, items] of rateLimited) {
+      if (!this.pausedFor.has(error)) await this.pauseForRateLimit(error, items)
+    }
     if (giveUps.length && o.zeroVectorOnFailure) {
       const zero = encodeVector(new Float32Array(this.embedder.dimensions))
       await this.deps.targets.write(
