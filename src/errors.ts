@@ -86,7 +86,11 @@ export class EmbedderError extends EmbedqError {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.status = options.status
     this.quotaExhausted = options.quotaExhausted ?? false
-    this.rateLimited = options.rateLimited ?? (this.quotaExhausted || options.status === 429)
+    this.rateLimited =
+      options.rateLimited ??
+      (this.quotaExhausted ||
+        options.status === 429 ||
+        (options.status === undefined && httpStatusOf(options.cause) === 429))
     this.retryable = options.retryable || this.rateLimited
     this.retryAfterMs = options.retryAfterMs
     this.configuration = options.configuration ?? false
@@ -157,6 +161,17 @@ export class RedisUnavailableError extends EmbedqError {
     super(`Redis is not reachable (connection ${status} after ${waitedMs} ms); nothing was written`)
     this.status = status
   }
+}
+
+/**
+ * The HTTP status a foreign error carries (`status`, as the OpenAI and Google SDKs set it, or
+ * `statusCode`), so that e.g. an SDK's `RateLimitError` wrapped as a cause still reads as a 429.
+ */
+function httpStatusOf(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null) return undefined
+  const { status, statusCode } = err as { status?: unknown; statusCode?: unknown }
+  if (typeof status === 'number') return status
+  return typeof statusCode === 'number' ? statusCode : undefined
 }
 
 /** Wraps an unknown throw so the caller always gets an `Error` with the original as `cause`. */

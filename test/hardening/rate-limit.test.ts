@@ -307,6 +307,26 @@ describe('#10.5 rate limits burn no attempts', () => {
     expect(calls[1]! - limitedAt).toBeGreaterThanOrEqual(680)
     expect(await q.failed()).toEqual([])
   })
+
+  it("a custom embedder's SDK error with status 429 (e.g. the OpenAI SDK's RateLimitError) is a rate limit too", async () => {
+    let first = true
+    const embedder = fakeEmbedder({
+      fail: () => {
+        if (!first) return undefined
+        first = false
+        return Object.assign(new Error('Rate limit reached'), { name: 'RateLimitError', status: 429 })
+      },
+    })
+    const q = h.queue({ embedder, maxAttempts: 1, rateLimitPauseMs: 50, pollIntervalMs: 10 })
+    let limited = 0
+    q.on('rateLimited', () => limited++)
+    await q.start()
+    const job = await q.enqueue(`sdk:${q.name}`, 'sdk error')
+    q.flushNow()
+    expect(Array.from(await job.result)).toEqual(Array.from(fakeVector('sdk error', 8)))
+    expect(limited).toBe(1)
+    expect(await q.failed()).toEqual([])
+  })
 })
 
 describe('#10.5 provider conformance: 429 parsing against the fake vendor servers', () => {
