@@ -203,6 +203,7 @@ export function renderStatus(r: StatusReport, url: string): string[] {
   if (r.rateLimit.reason === 'quota') {
     lines.push(
       `QUOTA EXHAUSTED${r.rateLimit.quotaId ? ` (${r.rateLimit.quotaId})` : ''}: every worker waits until ${r.rateLimit.resumesAt}${r.rateLimit.message ? ` — ${clip(r.rateLimit.message, 160)}` : ''}`,
+      `  (quota raised? resume every worker now: DEL ${r.prefix}:{${r.queue}}:pause)`,
     )
   }
   if (r.deadLetters.latest.length) {
