@@ -200,11 +200,18 @@ describe('#10.5 chaos: a rate-limit storm while workers are SIGKILLed', () => {
         for (const line of inc.lines)
           if (line.ev === 'end') outcomes[line.outcome] = (outcomes[line.outcome] ?? 0) + 1
       const calls = Object.values(outcomes).reduce((a, b) => a + b, 0)
+      // Kills that landed while the process had a provider call running (a call with no end).
+      const killsMidCall = pool.all.filter((inc) => {
+        if (inc.killedAt === undefined) return false
+        const ended = new Set(inc.lines.flatMap((l) => (l.ev === 'end' ? [l.id] : [])))
+        return inc.lines.some((l) => l.ev === 'call' && !ended.has(l.id))
+      }).length
       const figures = {
         seed: SEED,
         keys: keys.length,
         enqueues: allSent.length,
         kills,
+        killsMidCall,
         incarnations: pool.all.length,
         calls,
         outcomes,
@@ -223,6 +230,7 @@ describe('#10.5 chaos: a rate-limit storm while workers are SIGKILLed', () => {
 
       // The storm really happened: a large share of 429s, both kinds, and kills.
       expect(kills).toBeGreaterThanOrEqual(3)
+      expect(killsMidCall).toBeGreaterThanOrEqual(1)
       expect(outcomes['429'] ?? 0).toBeGreaterThan(calls * 0.1)
       expect(outcomes['429-bare'] ?? 0).toBeGreaterThan(calls * 0.1)
       expect(stats.rateLimit.rateLimitedCalls).toBeGreaterThan(calls * 0.2)
