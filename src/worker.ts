@@ -77,6 +77,9 @@ export interface WorkerDeps {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/** The longest pause a rate-limited call can ask for (a server's Retry-After is capped to it). */
+export const MAX_RATE_LIMIT_PAUSE_MS = 48 * 3_600_000
+
 /** Normalizes any throw from an embedder; a plain throw is retryable. */
 export function asEmbedderError(err: unknown): EmbedderError {
   if (err instanceof EmbedderError) return err
@@ -578,8 +581,10 @@ export class Worker {
     const quota = error.quotaExhausted || (error.retryAfterMs ?? 0) > o.quotaPauseThresholdMs
     const reason: PauseReason = quota ? 'quota' : 'rate-limit'
     const maxMs = Math.max(o.rateLimitPauseMs, o.backoffMaxMs)
+    const asked = error.retryAfterMs ?? (error.quotaExhausted ? o.quotaPauseThresholdMs : undefined)
     const res = await this.deps.scripts.pause({
-      delayMs: error.retryAfterMs ?? (error.quotaExhausted ? o.quotaPauseThresholdMs : undefined),
+      // A daily quota resets within a day; a longer wait is a server's mistake, not a plan.
+      delayMs: asked === undefined ? undefined : Math.min(asked, MAX_RATE_LIMIT_PAUSE_MS),
       baseMs: o.rateLimitPauseMs,
       maxMs,
       reason,
