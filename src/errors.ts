@@ -56,7 +56,7 @@ export interface EmbedderErrorOptions {
    * `RESOURCE_EXHAUSTED`), not because of the texts. The queue charges no attempt: it pauses
    * every worker of the queue for `retryAfterMs` (or its own doubling default) and requeues
    * the texts. Implies `retryable`.
-   * @default status === 429
+   * @default status === 429, or, without a status, a `cause` whose `status` is 429 (an SDK's error)
    */
   rateLimited?: boolean
   /**
