@@ -51,6 +51,22 @@ export interface EmbedderErrorOptions {
    * it. Like 401/403, the queue pauses the drain and charges no attempt.
    */
   configuration?: boolean
+  /**
+   * The provider refused the call because of a rate limit or quota (HTTP 429, gRPC
+   * `RESOURCE_EXHAUSTED`), not because of the texts. The queue charges no attempt: it pauses
+   * every worker of the queue for `retryAfterMs` (or its own doubling default) and requeues
+   * the texts. Implies `retryable`.
+   * @default status === 429, or, without a status, a `cause` whose `status` is 429 (an SDK's error)
+   */
+  rateLimited?: boolean
+  /**
+   * The rate limit is a quota that will not come back within minutes (a daily quota, a billing
+   * quota). The queue pauses until `retryAfterMs` (or `quotaPauseThresholdMs` without one) and
+   * reports a `QuotaExhaustedError`. Implies `rateLimited`.
+   */
+  quotaExhausted?: boolean
+  /** The provider's name of the exhausted quota, e.g. Gemini's `quotaId`. */
+  quotaId?: string
   cause?: unknown
 }
 
@@ -61,12 +77,24 @@ export class EmbedderError extends EmbedqError {
   readonly retryable: boolean
   readonly retryAfterMs: number | undefined
   readonly configuration: boolean
+  /** A rate limit or quota refused the call (see `EmbedderErrorOptions.rateLimited`). */
+  readonly rateLimited: boolean
+  /** A quota that resets in hours, not seconds (see `EmbedderErrorOptions.quotaExhausted`). */
+  readonly quotaExhausted: boolean
+  readonly quotaId: string | undefined
   constructor(message: string, options: EmbedderErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.status = options.status
-    this.retryable = options.retryable
+    this.quotaExhausted = options.quotaExhausted ?? false
+    this.rateLimited =
+      options.rateLimited ??
+      (this.quotaExhausted ||
+        options.status === 429 ||
+        (options.status === undefined && httpStatusOf(options.cause) === 429))
+    this.retryable = options.retryable || this.rateLimited
     this.retryAfterMs = options.retryAfterMs
     this.configuration = options.configuration ?? false
+    this.quotaId = options.quotaId
   }
 
   /** 401/403: a wrong or revoked key. Retrying burns attempts for nothing. */
@@ -135,8 +163,37 @@ export class RedisUnavailableError extends EmbedqError {
   }
 }
 
+/**
+ * The HTTP status a foreign error carries (`status`, as the OpenAI and Google SDKs set it, or
+ * `statusCode`), so that e.g. an SDK's `RateLimitError` wrapped as a cause still reads as a 429.
+ */
+function httpStatusOf(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null) return undefined
+  const { status, statusCode } = err as { status?: unknown; statusCode?: unknown }
+  if (typeof status === 'number') return status
+  return typeof statusCode === 'number' ? statusCode : undefined
+}
+
 /** Wraps an unknown throw so the caller always gets an `Error` with the original as `cause`. */
 export function toError(value: unknown): Error {
   if (value instanceof Error) return value
   return new EmbedqError(typeof value === 'string' ? value : 'non-error thrown', { cause: value })
+}
+
+/**
+ * A provider quota is exhausted (a daily quota, or a rate limit whose wait is longer than
+ * `quotaPauseThresholdMs`). Every worker of the queue pauses until `resumesAt`; nothing is
+ * charged. Reported once per pause through the queue's `error` event.
+ */
+export class QuotaExhaustedError extends EmbedqError {
+  override name = 'QuotaExhaustedError'
+  /** When the workers resume (the quota's reset, or the provider's delay). */
+  readonly resumesAt: Date
+  /** The provider's name of the quota, when it gave one (Gemini's `quotaId`). */
+  readonly quotaId: string | undefined
+  constructor(message: string, resumesAt: Date, quotaId?: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.resumesAt = resumesAt
+    this.quotaId = quotaId
+  }
 }

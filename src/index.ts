@@ -10,6 +10,7 @@ export {
   InvalidInputError,
   QueueFullError,
   QueueStoppedError,
+  QuotaExhaustedError,
   RedisUnavailableError,
   TargetWriteError,
 } from './errors.js'
@@ -32,6 +33,7 @@ export {
   type FlushResult,
   type QueueEvents,
   type QueueStats,
+  type RateLimitStats,
 } from './queue.js'
 export {
   type EnsureResult,

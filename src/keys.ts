@@ -25,6 +25,8 @@ export interface QueueKeys {
   readonly flush: string
   /** STRING claims pause until this tick (provider rate limit). */
   readonly pause: string
+  /** HASH why the queue is paused (reason, quota, since…) and rate-limited calls so far. */
+  readonly pauseInfo: string
   /** HASH 10-second bucket -> items finished (the last minute is kept). */
   readonly throughput: string
   /** Pub/sub channel of done and failed notifications. */
@@ -49,6 +51,7 @@ export function queueKeys(prefix: string, name: string): QueueKeys {
     seq: `${base}:seq`,
     flush: `${base}:flush`,
     pause: `${base}:pause`,
+    pauseInfo: `${base}:pauseinfo`,
     throughput: `${base}:throughput`,
     doneChannel: `${base}:done`,
     wakeChannel: `${base}:wake`,

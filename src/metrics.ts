@@ -83,6 +83,7 @@ interface Bundle {
     cacheMisses: Counter
     apiCalls: Counter
     apiTokens: Counter
+    rateLimited: Counter
   }
   histograms: { batchSize: Histogram; apiLatency: Histogram; enqueueToVector: Histogram }
   gauges: Gauge[]
@@ -115,6 +116,11 @@ const GAUGES: Array<{ name: string; help: string; read: (s: QueueStats) => numbe
     name: 'paused_seconds',
     help: 'Claims are paused for this long (shared provider rate limit)',
     read: (s) => s.pausedForMs / 1000,
+  },
+  {
+    name: 'quota_exhausted',
+    help: 'Claims are paused until an exhausted provider quota resets (1) or not (0)',
+    read: (s) => (s.rateLimit.reason === 'quota' ? 1 : 0),
   },
   {
     name: 'finished_last_minute',
@@ -202,6 +208,10 @@ function createBundle(
       apiTokens: counter(
         'api_tokens_total',
         'Estimated tokens sent to the provider (with a rate limit only)',
+      ),
+      rateLimited: counter(
+        'rate_limited_calls_total',
+        'Provider calls of this process refused by a rate limit or quota (no attempt charged)',
       ),
     },
     histograms: {
@@ -293,6 +303,7 @@ export async function createQueueMetrics(
     },
     failed: () => c.failed.inc(labels),
     retrying: () => c.retried.inc(labels),
+    rateLimited: () => c.rateLimited.inc(labels),
     cache: ({ hits, misses }) => {
       if (hits) c.cacheHits.inc(labels, hits)
       if (misses) c.cacheMisses.inc(labels, misses)

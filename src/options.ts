@@ -98,6 +98,18 @@ export interface QueueOptions {
   /** How long a credential error (401/403) pauses this worker's drain. @default 30_000 */
   authPauseMs?: number
   /**
+   * How long a rate-limited call (429) without a wait from the server pauses every worker of
+   * the queue; doubles with each rate-limited call after a pause ended, up to `backoffMaxMs`.
+   * @default 1_000
+   */
+  rateLimitPauseMs?: number
+  /**
+   * A rate limit whose wait is longer than this counts as an exhausted quota: reported with a
+   * `QuotaExhaustedError` and in `stats().rateLimit.reason`. Also the pause of a quota error
+   * that gives no reset time. @default 600_000
+   */
+  quotaPauseThresholdMs?: number
+  /**
    * How long `enqueue` waits for a disconnected client to reconnect before it rejects with
    * `RedisUnavailableError` (nothing is written then). @default 2_000
    */
@@ -324,6 +336,8 @@ export function resolveOptions(opts: QueueOptions): ResolvedOptions {
     writeRetryMs: int(o, 'writeRetryMs', 10_000, 0, 3_600_000),
     stopGraceMs: int(o, 'stopGraceMs', 10_000, 0, 3_600_000),
     authPauseMs: int(o, 'authPauseMs', 30_000, 0, 86_400_000),
+    rateLimitPauseMs: int(o, 'rateLimitPauseMs', 1_000, 1, 3_600_000),
+    quotaPauseThresholdMs: int(o, 'quotaPauseThresholdMs', 600_000, 1_000, 86_400_000),
     enqueueChunkSize: int(o, 'enqueueChunkSize', 500, 1, 1000),
     enqueueTimeoutMs: int(o, 'enqueueTimeoutMs', 2_000, 0, 3_600_000),
     maxPending: int(o, 'maxPending', 0, 0, Number.MAX_SAFE_INTEGER),

@@ -71,8 +71,10 @@ export interface QueueStats {
   failed: number
   /** Age of the oldest unfinished item, ms (null when empty). */
   oldestAgeMs: number | null
-  /** Claims are paused (provider rate limit) for this long, ms. */
+  /** Claims are paused (provider rate limit or quota) for this long, ms. */
   pausedForMs: number
+  /** The shared rate-limit pause, as every process and `embedq status` see it. */
+  rateLimit: RateLimitStats
   /** Items finished by all workers over about the last minute. */
   finishedLastMinute: number
   /** This instance's counts since it was created (for "indexing N/M" displays). */
@@ -90,6 +92,23 @@ export interface QueueStats {
   }
 }
 
+export interface RateLimitStats {
+  /** Claims are paused for this long, ms (0: not paused). Same as `QueueStats.pausedForMs`. */
+  pausedForMs: number
+  /** Why: a rate limit (seconds) or an exhausted quota (until its reset); null when not paused. */
+  reason: 'rate-limit' | 'quota' | null
+  /** When the workers resume; null when not paused. */
+  resumesAt: Date | null
+  /** When this pause began; null when not paused. */
+  since: Date | null
+  /** The exhausted quota's name (Gemini's `quotaId`), when the provider gave one. */
+  quotaId: string | null
+  /** The provider's error that set the pause (clipped); null when not paused. */
+  message: string | null
+  /** Rate-limited provider calls of all workers, ever (none of them charged an attempt). */
+  rateLimitedCalls: number
+}
+
 export interface QueueEvents {
   embedded: [info: Parameters<WorkerEvents['embedded']>[0]]
   failed: [info: Parameters<WorkerEvents['failed']>[0]]
@@ -98,6 +117,7 @@ export interface QueueEvents {
   enqueued: [info: { count: number }]
   call: [info: Parameters<WorkerEvents['call']>[0]]
   cache: [info: Parameters<WorkerEvents['cache']>[0]]
+  rateLimited: [info: Parameters<WorkerEvents['rateLimited']>[0]]
   drained: []
   error: [err: Error]
 }
@@ -524,8 +544,8 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   async stats(): Promise<QueueStats> {
     const k = this.keys
     const redis = this.o.redis as Redis
-    const [unfinished, pending, inflight, retrying, failed, oldest, pause, time, buckets] = await Promise.all(
-      [
+    const [unfinished, pending, inflight, retrying, failed, oldest, pause, time, buckets, pauseInfo] =
+      await Promise.all([
         redis.zcard(k.versions),
         redis.zcard(k.pending),
         redis.zcard(k.inflight),
@@ -535,9 +555,10 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
         redis.get(k.pause),
         redis.time(),
         redis.hgetall(k.throughput),
-      ],
-    )
+        redis.hgetall(k.pauseInfo),
+      ])
     const nowUs = Number(time[0]) * 1e6 + Number(time[1])
+    const pausedForMs = pause ? Math.max(0, Math.round((Number(pause) - nowUs) / 1000)) : 0
     return {
       unfinished,
       pending,
@@ -545,7 +566,8 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       retrying,
       failed,
       oldestAgeMs: oldest[1] ? Math.max(0, Math.round((nowUs - Number(oldest[1])) / 1000)) : null,
-      pausedForMs: pause ? Math.max(0, Math.round((Number(pause) - nowUs) / 1000)) : 0,
+      pausedForMs,
+      rateLimit: rateLimitStats(pauseInfo, pausedForMs, nowUs),
       finishedLastMinute: Object.entries(buckets)
         .filter(([bucket]) => Number(bucket) > Math.floor(nowUs / 1e7) - 6)
         .reduce((sum, [, n]) => sum + Number(n), 0),
@@ -622,5 +644,21 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   /** Whether this instance's worker is draining. */
   get isRunning(): boolean {
     return this.worker?.currentState === WorkerState.Running
+  }
+}
+
+/** The rate-limit part of `stats()`, from the `pauseinfo` hash and the pause left. */
+function rateLimitStats(info: Record<string, string>, pausedForMs: number, nowUs: number): RateLimitStats {
+  const paused = pausedForMs > 0
+  const at = (tick: string | undefined): Date | null =>
+    paused && tick !== undefined && tick !== '' ? new Date(Number(tick) / 1000) : null
+  return {
+    pausedForMs,
+    reason: paused ? (info.reason === 'quota' ? 'quota' : 'rate-limit') : null,
+    resumesAt: paused ? new Date(Math.round(nowUs / 1000) + pausedForMs) : null,
+    since: at(info.since),
+    quotaId: paused && info.quotaId ? info.quotaId : null,
+    message: paused && info.message ? info.message : null,
+    rateLimitedCalls: Number(info.calls ?? 0),
   }
 }

@@ -96,6 +96,29 @@ export interface FailItem {
   letter: string
 }
 
+export type PauseReason = 'rate-limit' | 'quota'
+
+export interface PauseRequest {
+  /** The server's wait; undefined: `baseMs` doubled along the streak, at most `maxMs`. */
+  delayMs: number | undefined
+  baseMs: number
+  maxMs: number
+  reason: PauseReason
+  quotaId: string | undefined
+  message: string
+  /** A rate limit this long after the previous one starts a new streak. */
+  streakWindowMs: number
+}
+
+export interface PauseResult {
+  /** How long the queue is now paused, ms (this pause, or a longer one already set). */
+  leftMs: number
+  /** This call lengthened the pause. */
+  extended: boolean
+  /** This call turned the queue's pause into a quota pause (report it once). */
+  quotaStarted: boolean
+}
+
 /** One queue's view of the scripts: fills in its keys and channels. */
 export class QueueScripts {
   constructor(
@@ -195,8 +218,39 @@ export class QueueScripts {
     return Number(await this.run('flush', [this.k.flush, this.k.seq], [this.k.wakeChannel]))
   }
 
-  async pause(ms: number): Promise<void> {
-    await this.run('pause', [this.k.pause], [Math.max(1, Math.round(ms))])
+  /**
+   * Pauses claims in every worker after a rate-limited call (extends, never shortens) and
+   * records the reason. `delayMs` undefined: the default pause, doubled along the streak.
+   */
+  async pause(p: PauseRequest): Promise<PauseResult> {
+    const res = (await this.run(
+      'pause',
+      [this.k.pause, this.k.pauseInfo],
+      [
+        p.delayMs === undefined ? -1 : Math.max(1, Math.round(p.delayMs)),
+        Math.max(1, Math.round(p.baseMs)),
+        Math.max(1, Math.round(p.maxMs)),
+        p.reason,
+        p.quotaId ?? '',
+        p.message,
+        Math.max(1, Math.round(p.streakWindowMs)),
+      ],
+    )) as (string | number)[]
+    return {
+      leftMs: Number(res[1]),
+      extended: Number(res[2]) === 1,
+      quotaStarted: Number(res[3]) === 1,
+    }
+  }
+
+  /** How long claims stay paused (0 when not paused): the pause key's remaining time to live. */
+  async pauseLeft(): Promise<number> {
+    return Math.max(0, await (this.redis as Redis).pttl(this.k.pause))
+  }
+
+  /** A provider call succeeded: the next rate limit starts a new streak (the default pause again). */
+  async endRateLimitStreak(): Promise<void> {
+    await (this.redis as Redis).hset(this.k.pauseInfo, 'streak', 0)
   }
 
   /**

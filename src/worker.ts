@@ -18,10 +18,10 @@ import { backoffMs } from './backoff.js'
 import type { VectorCache } from './cache.js'
 import { type DeadLetter, encodeVector, toFloat32 } from './codec.js'
 import type { Embedder } from './embedder.js'
-import { EmbedderError, TargetWriteError, toError } from './errors.js'
+import { EmbedderError, QuotaExhaustedError, TargetWriteError, toError } from './errors.js'
 import { rateLimitKeys } from './keys.js'
 import type { ResolvedOptions } from './options.js'
-import type { ClaimedItem, FailItem, QueueScripts } from './scripts.js'
+import type { ClaimedItem, FailItem, PauseReason, QueueScripts } from './scripts.js'
 import { isTransientRedisError, type TargetStore } from './target-store.js'
 import type { Waiters } from './waiters.js'
 
@@ -42,6 +42,17 @@ export interface WorkerEvents {
   call(info: { size: number; ms: number; ok: boolean; tokens: number; status?: number }): void
   /** Cache lookups of one chunk. */
   cache(info: { hits: number; misses: number }): void
+  /**
+   * A provider call was rate-limited: every worker of the queue pauses until `resumesAt` and
+   * the call's items went back to the queue uncharged.
+   */
+  rateLimited(info: {
+    items: number
+    pausedForMs: number
+    resumesAt: Date
+    reason: PauseReason
+    error: EmbedderError
+  }): void
   error(err: Error): void
 }
 
@@ -65,6 +76,9 @@ export interface WorkerDeps {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** The longest pause a rate-limited call can ask for (a server's Retry-After is capped to it). */
+export const MAX_RATE_LIMIT_PAUSE_MS = 48 * 3_600_000
 
 /** Normalizes any throw from an embedder; a plain throw is retryable. */
 export function asEmbedderError(err: unknown): EmbedderError {
@@ -206,6 +220,7 @@ export class Worker {
       this.outstandingChunks--
       this.kick()
     }
+    this.noteSuccess(outcomes)
     try {
       await this.settle(claim, chunk, outcomes)
     } catch (err) {
@@ -253,13 +268,54 @@ export class Worker {
    * Runs when the limiter gives the chunk a slot. A chunk claimed ahead that gets its slot
    * only after stop() began is not started: it goes back to pending uncharged at once.
    */
-  private embedStarted(items: ClaimedItem[], signal: AbortSignal): Promise<Outcome[]> {
-    if (this.state !== WorkerState.Running)
-      return Promise.resolve(items.map(() => ({ error: this.notStarted })))
-    return this.embedItems(items, signal)
+  private async embedStarted(items: ClaimedItem[], signal: AbortSignal): Promise<Outcome[]> {
+    if (this.state !== WorkerState.Running) return items.map(() => ({ error: this.notStarted }))
+    const outcomes = await this.unlessPaused(items, () => this.embedItems(items, signal))
+    await this.pauseOnRateLimit(outcomes)
+    return outcomes
+  }
+
+  /** Rate-limited calls whose pause is already set (fail() sets any other before releasing). */
+  private readonly pausedFor = new WeakSet<EmbedderError>()
+
+  /**
+   * Sets the shared pause while this chunk still holds its concurrency slot, so that the
+   * chunks waiting for the slot, here and in every other worker, find the queue paused
+   * before they call the provider.
+   */
+  private async pauseOnRateLimit(outcomes: Outcome[]): Promise<void> {
+    const limited = new Map<EmbedderError, number>()
+    for (const o of outcomes) {
+      if ('error' in o && o.error.rateLimited && !this.pausedFor.has(o.error))
+        limited.set(o.error, (limited.get(o.error) ?? 0) + 1)
+    }
+    for (const [error, items] of limited) {
+      try {
+        await this.pauseForRateLimit(error, items)
+        this.pausedFor.add(error)
+      } catch (err) {
+        this.deps.emit('error', toError(err)) // fail() tries again before releasing the items
+      }
+    }
   }
 
   private readonly notStarted = new EmbedderError('not started: the worker is stopping', { retryable: true })
+
+  /** A chunk that found the queue paused by a rate limit: it goes back uncharged, not called. */
+  private readonly deferred = new EmbedderError('not started: the queue is paused by a rate limit', {
+    retryable: true,
+  })
+
+  /**
+   * A chunk claimed before another worker hit a rate limit must not call the provider during
+   * the pause: one PTTL of the shared pause key before each call. If Redis cannot answer, the
+   * call goes ahead (its claim just succeeded, and a 429 would pause it anyway).
+   */
+  private async unlessPaused(items: ClaimedItem[], call: () => Promise<Outcome[]>): Promise<Outcome[]> {
+    const left = await this.deps.scripts.pauseLeft().catch(() => 0)
+    if (left > 0) return items.map(() => ({ error: this.deferred }))
+    return call()
+  }
 
   /** Calls the provider; a non-retryable failure of several texts is bisected to find the bad ones. */
   private async embedItems(items: ClaimedItem[], signal: AbortSignal): Promise<Outcome[]> {
@@ -453,13 +509,16 @@ export class Worker {
     // planIndex: where the give-up sits in `plan`, whose reply says whether it was charged.
     const giveUps: { item: ClaimedItem; error: EmbedderError; letter: DeadLetter; planIndex: number }[] = []
     const plan: FailItem[] = []
-    let rateLimitMs = 0
+    // Rate-limited calls of this chunk (distinct errors), with how many items each returned.
+    const rateLimited = new Map<EmbedderError, number>()
     for (const { item, error } of failures) {
       const redisDown = error.cause instanceof Error && isTransientRedisError(error.cause)
       const released = stopping && (claim.controller.signal.aborted || error === this.notStarted)
-      if (error.stopsDrain || redisDown || released) {
-        // Not the item's fault: give it back uncharged.
+      if (error.stopsDrain || redisDown || released || error === this.deferred || error.rateLimited) {
+        // Not the item's fault: give it back uncharged. A rate limit pauses the queue first
+        // (below), so the item is not claimed again before the pause ends.
         plan.push({ key: item.key, version: item.version, mode: 'N', delayMs: 0, letter: '' })
+        if (error.rateLimited && !released) rateLimited.set(error, (rateLimited.get(error) ?? 0) + 1)
         continue
       }
       const attempts = item.attempts + 1
@@ -483,8 +542,6 @@ export class Worker {
         })
       } else {
         const delayMs = backoffMs(attempts, o.backoffBaseMs, o.backoffMaxMs, error.retryAfterMs)
-        if (error.status === 429 && error.retryAfterMs)
-          rateLimitMs = Math.max(rateLimitMs, error.retryAfterMs)
         plan.push({ key: item.key, version: item.version, mode: 'R', delayMs, letter: '' })
         this.deps.emit('retrying', { key: item.key, version: item.version, attempts, delayMs, error })
       }
@@ -494,7 +551,10 @@ export class Worker {
       this.pausedUntil = Date.now() + o.authPauseMs
       this.deps.emit('error', auth.error)
     }
-    if (rateLimitMs > 0) await this.deps.scripts.pause(rateLimitMs)
+    // The pause is in Redis before the items are back in pending: no claim sees them earlier.
+    for (const [error, items] of rateLimited) {
+      if (!this.pausedFor.has(error)) await this.pauseForRateLimit(error, items)
+    }
     if (giveUps.length && o.zeroVectorOnFailure) {
       const zero = encodeVector(new Float32Array(this.embedder.dimensions))
       await this.deps.targets.write(
@@ -508,6 +568,55 @@ export class Worker {
         this.deps.emit('failed', { key: item.key, version: item.version, attempts: letter.attempts, error })
       }
     })
+  }
+
+  /**
+   * Pauses every worker of the queue for the wait a rate-limited call asked for (or the
+   * default, doubling along a streak of rate limits), and reports it. A wait longer than
+   * `quotaPauseThresholdMs`, or a quota the provider says is exhausted, is a quota pause,
+   * reported once per pause with a `QuotaExhaustedError`.
+   */
+  private async pauseForRateLimit(error: EmbedderError, items: number): Promise<void> {
+    const o = this.o
+    const quota = error.quotaExhausted || (error.retryAfterMs ?? 0) > o.quotaPauseThresholdMs
+    const reason: PauseReason = quota ? 'quota' : 'rate-limit'
+    const maxMs = Math.max(o.rateLimitPauseMs, o.backoffMaxMs)
+    const asked = error.retryAfterMs ?? (error.quotaExhausted ? o.quotaPauseThresholdMs : undefined)
+    const res = await this.deps.scripts.pause({
+      // A daily quota resets within a day; a longer wait is a server's mistake, not a plan.
+      delayMs: asked === undefined ? undefined : Math.min(asked, MAX_RATE_LIMIT_PAUSE_MS),
+      baseMs: o.rateLimitPauseMs,
+      maxMs,
+      reason,
+      quotaId: error.quotaId,
+      message: error.message.slice(0, 300),
+      streakWindowMs: Math.max(60_000, 2 * maxMs),
+    })
+    this.inRateLimitStreak = true
+    const resumesAt = new Date(Date.now() + res.leftMs)
+    this.deps.emit('rateLimited', { items, pausedForMs: res.leftMs, resumesAt, reason, error })
+    if (res.quotaStarted) {
+      const what = error.quotaId ? `quota ${error.quotaId}` : 'a provider quota'
+      this.deps.emit(
+        'error',
+        new QuotaExhaustedError(
+          `${what} is exhausted: every worker of queue "${o.name}" pauses until ${resumesAt.toISOString()} (nothing is charged): ${error.message}`,
+          resumesAt,
+          error.quotaId,
+          { cause: error },
+        ),
+      )
+    }
+  }
+
+  /** Set after this worker paused the queue for a rate limit, until one of its calls succeeds. */
+  private inRateLimitStreak = false
+
+  /** A call of this worker succeeded after it hit a rate limit: the next one starts a new streak. */
+  private noteSuccess(outcomes: Outcome[]): void {
+    if (!this.inRateLimitStreak || !outcomes.some((out) => 'vector' in out)) return
+    this.inRateLimitStreak = false
+    this.deps.scripts.endRateLimitStreak().catch((err) => this.deps.emit('error', toError(err)))
   }
 
   private async heartbeat(): Promise<void> {

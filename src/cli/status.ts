@@ -56,8 +56,19 @@ export interface StatusReport {
   }
   /** Age of the oldest unfinished item, ms (null when empty). */
   oldestAgeMs: number | null
-  /** Claims are paused (provider rate limit) for this long, ms. */
+  /** Claims are paused (provider rate limit or quota) for this long, ms. */
   pausedForMs: number
+  /** The shared rate-limit pause: why, until when, and rate-limited calls so far. */
+  rateLimit: {
+    pausedForMs: number
+    reason: 'rate-limit' | 'quota' | null
+    /** ISO time the workers resume; null when not paused. */
+    resumesAt: string | null
+    since: string | null
+    quotaId: string | null
+    message: string | null
+    rateLimitedCalls: number
+  }
   throughput: { lastMinute: number; perSecond: number }
   /** Backfills that stopped before the end and can be resumed. */
   backfills: Array<Pick<SavedBackfill, 'match' | 'scanned' | 'enqueued' | 'updatedAt'>>
@@ -125,6 +136,11 @@ async function report(
       },
       oldestAgeMs: stats.oldestAgeMs,
       pausedForMs: stats.pausedForMs,
+      rateLimit: {
+        ...stats.rateLimit,
+        resumesAt: stats.rateLimit.resumesAt?.toISOString() ?? null,
+        since: stats.rateLimit.since?.toISOString() ?? null,
+      },
       throughput: {
         lastMinute: stats.finishedLastMinute,
         perSecond: Math.round((stats.finishedLastMinute / 60) * 10) / 10,
@@ -177,12 +193,19 @@ export function renderStatus(r: StatusReport, url: string): string[] {
       fmtInt(r.throughput.lastMinute),
       `finished in the last minute (${r.throughput.perSecond}/s)`,
     ),
+    row('paused', r.pausedForMs > 0 ? fmtDuration(r.pausedForMs) : 'no', pauseNote(r.rateLimit)),
     row(
-      'paused',
-      r.pausedForMs > 0 ? fmtDuration(r.pausedForMs) : 'no',
-      r.pausedForMs > 0 ? 'provider rate limit' : '',
+      'rate-limited',
+      fmtInt(r.rateLimit.rateLimitedCalls),
+      'provider calls refused by a rate limit or quota (no attempt charged)',
     ),
   ]
+  if (r.rateLimit.reason === 'quota') {
+    lines.push(
+      `QUOTA EXHAUSTED${r.rateLimit.quotaId ? ` (${r.rateLimit.quotaId})` : ''}: every worker waits until ${r.rateLimit.resumesAt}${r.rateLimit.message ? ` — ${clip(r.rateLimit.message, 160)}` : ''}`,
+      `  (quota raised? resume every worker now: DEL ${r.prefix}:{${r.queue}}:pause)`,
+    )
+  }
   if (r.deadLetters.latest.length) {
     lines.push(`latest dead letters${r.deadLetters.sampled ? ' (of the first 10,000 read)' : ''}:`)
     for (const d of r.deadLetters.latest) {
@@ -198,6 +221,12 @@ export function renderStatus(r: StatusReport, url: string): string[] {
     )
   }
   return lines
+}
+
+function pauseNote(rl: StatusReport['rateLimit']): string {
+  if (rl.reason === null) return ''
+  const what = rl.reason === 'quota' ? 'provider quota exhausted' : 'provider rate limit'
+  return `${what}, until ${rl.resumesAt}`
 }
 
 interface StatusFlags extends ConnectionFlags {

@@ -13,6 +13,7 @@
  */
 import { EmbedderError } from '../errors.js'
 import { describe } from './normalize.js'
+import { googleQuotaIds, isDailyQuotaId, nextPacificMidnight, openAIResetFrom } from './quota.js'
 
 /** What every remote call needs to know to bound itself. */
 export interface CallContext {
@@ -267,12 +268,55 @@ export function errorFromHttp(failure: HttpFailure): EmbedderError {
   if (status === 401 || status === 403) {
     message += ' — authentication failed: check the API key and its permissions'
   }
+  const limit = rateLimitFrom(status, body, headers)
   return new EmbedderError(message, {
     status,
     retryable,
-    retryAfterMs: retryable ? retryAfterFrom(body, headers) : undefined,
+    retryAfterMs: limit ? limit.retryAfterMs : retryable ? retryAfterFrom(body, headers) : undefined,
+    ...(limit ? { rateLimited: true, quotaExhausted: limit.quotaExhausted, quotaId: limit.quotaId } : {}),
     cause: failure.cause,
   })
+}
+
+/** What a rate-limited response says: is it a quota, which one, and how long to wait. */
+export interface RateLimitInfo {
+  /** A quota that resets in hours (Google `PerDay`, OpenAI `insufficient_quota`). */
+  quotaExhausted: boolean
+  quotaId?: string
+  /** The wait: a daily quota's reset, else the server's delay; undefined when none was given. */
+  retryAfterMs?: number
+}
+
+/**
+ * Reads a failed response for a rate limit: HTTP 429 or Google's `RESOURCE_EXHAUSTED`.
+ * Returns undefined for any other failure. The wait comes from (first found): a daily
+ * quota's reset (midnight Pacific), `google.rpc.RetryInfo`, `retry-after-ms`, `Retry-After`
+ * (seconds or HTTP date), then OpenAI's `x-ratelimit-reset-*`.
+ */
+export function rateLimitFrom(
+  status: number,
+  body: unknown,
+  headers?: Headers,
+  now: number = Date.now(),
+): RateLimitInfo | undefined {
+  if (status !== 429 && vendorLabel(body) !== 'RESOURCE_EXHAUSTED') return undefined
+  const delay = retryAfterFrom(body, headers) ?? openAIResetFrom(headers)
+  const quotaIds = googleQuotaIds(googleDetails(body))
+  const daily = quotaIds.find(isDailyQuotaId)
+  if (daily !== undefined) {
+    return {
+      quotaExhausted: true,
+      quotaId: daily,
+      retryAfterMs: Math.max(delay ?? 0, nextPacificMidnight(now) - now),
+    }
+  }
+  const error = errorObject(body)
+  const billing = error?.code === 'insufficient_quota' || error?.type === 'insufficient_quota'
+  return {
+    quotaExhausted: billing,
+    ...(billing ? { quotaId: 'insufficient_quota' } : quotaIds[0] ? { quotaId: quotaIds[0] } : {}),
+    ...(delay !== undefined ? { retryAfterMs: delay } : {}),
+  }
 }
 
 /** Parses a response body that should be JSON; returns undefined when it is not. */

@@ -36,6 +36,8 @@ export class WorkerPool {
   constructor(
     private readonly env: Record<string, string>,
     readonly size: number,
+    /** The worker program each process runs. */
+    private readonly script = 'test/chaos/worker.ts',
   ) {
     this.current = new Array(size).fill(undefined)
     this.incarnations = new Array(size).fill(0)
@@ -47,7 +49,7 @@ export class WorkerPool {
    */
   async start(w: number, timeoutMs = 20_000): Promise<Incarnation> {
     const n = ++this.incarnations[w]!
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'test/chaos/worker.ts'], {
+    const proc = spawn(process.execPath, ['--import', 'tsx', this.script], {
       env: { ...process.env, ...this.env, WORKER: String(w), INCARNATION: String(n) },
       // stdin stays open: the worker exits when it closes, so no worker outlives the suite.
       stdio: ['pipe', 'pipe', 'pipe'],

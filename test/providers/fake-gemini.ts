@@ -12,6 +12,7 @@ import {
   fakeRawVector,
   type RecordedRequest,
   type Reply,
+  retryAfterDate,
   startFakeServer,
 } from './fake-http.js'
 
@@ -31,6 +32,43 @@ function googleError(code: number, status: string, message: string, details: unk
   return { status: code, json: { error: { code, message, status, ...(details.length ? { details } : {}) } } }
 }
 
+/** `google.rpc.QuotaFailure` with one violation, as the Gemini API sends it. */
+function quotaFailure(quotaId: string, quotaValue: string): Record<string, unknown> {
+  return {
+    '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+    violations: [
+      {
+        quotaMetric: 'generativelanguage.googleapis.com/embed_content_free_tier_requests',
+        quotaId,
+        quotaDimensions: { model: 'gemini-embedding-001', location: 'global' },
+        quotaValue,
+      },
+    ],
+  }
+}
+
+/** `google.rpc.RetryInfo`: a protobuf Duration in its JSON form, e.g. `"0.25s"`. */
+function retryInfo(ms: number): Record<string, unknown> {
+  return { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: `${ms / 1000}s` }
+}
+
+function helpLinks(): Record<string, unknown> {
+  return {
+    '@type': 'type.googleapis.com/google.rpc.Help',
+    links: [{ description: 'Learn more', url: 'https://ai.google.dev/gemini-api/docs/rate-limits' }],
+  }
+}
+
+/** A 429 RESOURCE_EXHAUSTED with the given details. */
+function exhausted(details: unknown[]): Reply & { headers?: Record<string, string> } {
+  return googleError(
+    429,
+    'RESOURCE_EXHAUSTED',
+    'You exceeded your current quota, please check your plan and billing details.',
+    details,
+  ) as Reply & { headers?: Record<string, string> }
+}
+
 function invalid(message: string): Reply {
   return googleError(400, 'INVALID_ARGUMENT', message, [
     {
@@ -43,35 +81,27 @@ function invalid(message: string): Reply {
 function faultReply(fault: Fault): Reply | undefined {
   switch (fault.kind) {
     case 'rate-limit': {
-      const seconds = (fault.retryAfterMs ?? 7000) / 1000
+      // A per-minute quota: RetryInfo in the body (Google's usual place), fractional seconds kept.
+      const ms = fault.retryAfterMs ?? 7000
       const details: unknown[] = [
-        {
-          '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
-          violations: [
-            {
-              quotaMetric: 'generativelanguage.googleapis.com/embed_content_free_tier_requests',
-              quotaId: 'EmbedContentRequestsPerMinutePerProjectPerModel-FreeTier',
-              quotaDimensions: { model: 'gemini-embedding-001', location: 'global' },
-              quotaValue: '100',
-            },
-          ],
-        },
-        {
-          '@type': 'type.googleapis.com/google.rpc.Help',
-          links: [{ description: 'Learn more', url: 'https://ai.google.dev/gemini-api/docs/rate-limits' }],
-        },
+        quotaFailure('EmbedContentRequestsPerMinutePerProjectPerModel-FreeTier', '100'),
+        helpLinks(),
       ]
-      if (fault.via !== 'header') {
-        details.push({ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: `${seconds}s` })
-      }
-      const reply = googleError(
-        429,
-        'RESOURCE_EXHAUSTED',
-        'You exceeded your current quota, please check your plan and billing details.',
-        details,
-      )
-      if (fault.via === 'header' && 'json' in reply) reply.headers = { 'retry-after': String(seconds) }
+      const via = fault.via ?? 'body'
+      if (via === 'body') details.push(retryInfo(ms))
+      const reply = exhausted(details)
+      if (via === 'header') reply.headers = { 'retry-after': String(ms / 1000) }
+      if (via === 'date') reply.headers = { 'retry-after': retryAfterDate(ms) }
       return reply
+    }
+    case 'quota': {
+      // The daily quota: Gemini still sends a RetryInfo of a few seconds (useless until the reset).
+      const details: unknown[] = [
+        quotaFailure('EmbedContentRequestsPerDayPerProjectPerModel-FreeTier', '1000'),
+        helpLinks(),
+      ]
+      if (fault.retryAfterMs !== undefined) details.push(retryInfo(fault.retryAfterMs))
+      return exhausted(details)
     }
     case 'server-error':
       if (fault.status === 502) {

@@ -14,6 +14,8 @@ export interface RecordedRequest {
   /** The parsed JSON body, or undefined when it was not JSON. */
   body: unknown
   rawBody: string
+  /** When the request arrived (Date.now()). */
+  at: number
 }
 
 /** What a route answers. */
@@ -27,8 +29,18 @@ export type Reply =
 
 /** Failures the vendor fakes can play, each translated into that vendor's wire format. */
 export type Fault =
-  /** `via`: where the wait is announced (the vendor's usual place by default). */
-  | { kind: 'rate-limit'; retryAfterMs?: number; via?: 'body' | 'header' }
+  /**
+   * A 429. `via`: where the wait is announced — the vendor's usual place by default; `body`
+   * (Google RetryInfo, OpenAI's "try again in" message), `header` (Retry-After seconds),
+   * `date` (Retry-After as an HTTP date), `reset-headers` (OpenAI's x-ratelimit-* only), or
+   * `none` (no wait at all).
+   */
+  | { kind: 'rate-limit'; retryAfterMs?: number; via?: 'body' | 'header' | 'date' | 'reset-headers' | 'none' }
+  /**
+   * An exhausted quota: Gemini's QuotaFailure with a `PerDay` quotaId (with RetryInfo when
+   * `retryAfterMs` is set), OpenAI's `insufficient_quota`, a proxy's long Retry-After for Ollama.
+   */
+  | { kind: 'quota'; retryAfterMs?: number }
   | { kind: 'server-error'; status: 500 | 502 | 503 | 504 }
   | { kind: 'bad-request' }
   | { kind: 'unauthenticated' }
@@ -47,6 +59,8 @@ export interface FakeServer {
   readonly requests: RecordedRequest[]
   /** Plays `fault` on the next request (faults queue up, one per request). */
   fail(fault: Fault): void
+  /** Plays `fault` on every `n`-th request from now on (after queued faults), until `reset()`. */
+  failEvery(n: number, fault: Fault): void
   /** Forgets recorded requests and pending faults. */
   reset(): void
   close(): Promise<void>
@@ -57,6 +71,13 @@ export type Route = (req: RecordedRequest, fault: Fault | undefined) => Reply
 export async function startFakeServer(route: Route): Promise<FakeServer> {
   const requests: RecordedRequest[] = []
   const faults: Fault[] = []
+  let every: { n: number; fault: Fault; seen: number } | undefined
+  const nextFault = (): Fault | undefined => {
+    const queued = faults.shift()
+    if (queued || !every) return queued
+    every.seen++
+    return every.seen % every.n === 0 ? every.fault : undefined
+  }
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
@@ -74,11 +95,12 @@ export async function startFakeServer(route: Route): Promise<FakeServer> {
         headers: req.headers,
         body,
         rawBody,
+        at: Date.now(),
       }
       requests.push(recorded)
       let reply: Reply
       try {
-        reply = route(recorded, faults.shift())
+        reply = route(recorded, nextFault())
       } catch (err) {
         reply = { status: 599, text: `fake server bug: ${String(err)}` }
       }
@@ -96,9 +118,13 @@ export async function startFakeServer(route: Route): Promise<FakeServer> {
     fail: (fault) => {
       faults.push(fault)
     },
+    failEvery: (n, fault) => {
+      every = { n, fault, seen: 0 }
+    },
     reset: () => {
       requests.length = 0
       faults.length = 0
+      every = undefined
     },
     close: () =>
       new Promise<void>((resolve) => {
@@ -152,4 +178,9 @@ export function fakeRawVector(text: string, dimensions: number): number[] {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
   return Array.from({ length: dimensions }, () => next() * 2 - 1)
+}
+
+/** `Retry-After` as an HTTP date (IMF-fixdate), rounded up to the next whole second. */
+export function retryAfterDate(ms: number, now = Date.now()): string {
+  return new Date(Math.ceil((now + ms) / 1000) * 1000).toUTCString()
 }

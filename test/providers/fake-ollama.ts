@@ -11,6 +11,7 @@ import {
   fakeRawVector,
   type RecordedRequest,
   type Reply,
+  retryAfterDate,
   startFakeServer,
 } from './fake-http.js'
 
@@ -34,8 +35,20 @@ const error = (status: number, message: string, headers?: Record<string, string>
 
 function faultReply(fault: Fault): Reply | undefined {
   switch (fault.kind) {
-    case 'rate-limit':
-      return error(429, 'too many requests', { 'retry-after': String((fault.retryAfterMs ?? 2000) / 1000) })
+    case 'rate-limit': {
+      // A proxy in front of Ollama: Retry-After in seconds (or as an HTTP date), or nothing.
+      const ms = fault.retryAfterMs ?? 2000
+      const via = fault.via ?? 'header'
+      if (via === 'none' || via === 'body' || via === 'reset-headers') return error(429, 'too many requests')
+      return error(429, 'too many requests', {
+        'retry-after': via === 'date' ? retryAfterDate(ms) : String(ms / 1000),
+      })
+    }
+    case 'quota':
+      // A metering proxy whose daily allowance is spent: a Retry-After of hours.
+      return error(429, 'daily token allowance exhausted', {
+        'retry-after': String(Math.round((fault.retryAfterMs ?? 6 * 3_600_000) / 1000)),
+      })
     case 'server-error':
       if (fault.status === 503)
         return error(503, 'server busy, please try again.  maximum pending requests exceeded')

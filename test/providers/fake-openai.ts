@@ -12,6 +12,7 @@ import {
   fakeRawVector,
   type RecordedRequest,
   type Reply,
+  retryAfterDate,
   startFakeServer,
 } from './fake-http.js'
 
@@ -44,11 +45,20 @@ function openAIError(
   return { status, json: { error: { message, type, param: null, code } }, ...(headers ? { headers } : {}) }
 }
 
+/** A duration as OpenAI's reset headers write it: `"20ms"`, `"1.5s"`, `"6m0s"`. */
+export function goDuration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`
+  const m = Math.floor(ms / 60_000)
+  const s = (ms % 60_000) / 1000
+  return m > 0 ? `${m}m${s}s` : `${s}s`
+}
+
 function faultReply(fault: Fault): Reply | undefined {
   switch (fault.kind) {
     case 'rate-limit': {
       const ms = fault.retryAfterMs ?? 1500
-      if (fault.via === 'body') {
+      const via = fault.via ?? 'header'
+      if (via === 'body') {
         return openAIError(
           429,
           `Rate limit reached for text-embedding-3-small in organization org-x on requests per min (RPM): Limit 3000, Used 3000, Requested 1. Please try again in ${ms}ms.`,
@@ -56,17 +66,40 @@ function faultReply(fault: Fault): Reply | undefined {
           'rate_limit_exceeded',
         )
       }
+      // OpenAI sends its x-ratelimit-* headers with every answer; on a 429 the empty bucket
+      // says 0 remaining, and its reset is the time until it is full again.
+      const buckets: Record<string, string> = {
+        'x-ratelimit-limit-requests': '3000',
+        'x-ratelimit-limit-tokens': '1000000',
+        'x-ratelimit-remaining-requests': '2999',
+        'x-ratelimit-remaining-tokens': '0',
+        'x-ratelimit-reset-requests': '20ms',
+        'x-ratelimit-reset-tokens': goDuration(ms),
+      }
+      const headers: Record<string, string> =
+        via === 'header'
+          ? { ...buckets, 'retry-after-ms': String(ms), 'retry-after': String(Math.ceil(ms / 1000)) }
+          : via === 'date'
+            ? { 'retry-after': retryAfterDate(ms) }
+            : via === 'reset-headers'
+              ? buckets
+              : {}
       return openAIError(
         429,
         'Rate limit reached for text-embedding-3-small in organization org-x on tokens per min (TPM).',
         'tokens',
         'rate_limit_exceeded',
-        {
-          'retry-after-ms': String(ms),
-          'retry-after': String(Math.ceil(ms / 1000)),
-        },
+        headers,
       )
     }
+    case 'quota':
+      // Out of credit: a 429 too, but nothing will change until someone pays.
+      return openAIError(
+        429,
+        'You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.',
+        'insufficient_quota',
+        'insufficient_quota',
+      )
     case 'server-error':
       if (fault.status === 502 || fault.status === 504) {
         return {
