@@ -182,8 +182,6 @@ export function itemVector(
  * echo the key back, e.g. "Incorrect API key provided: sk-…"). Non-`EmbedderError`s are wrapped.
  */
 export function redactor(provider: string, secret: string | undefined): (err: unknown) => EmbedderError {
-  const clean = (text: string): string =>
-    secret === undefined || secret === '' ? text : text.split(secret).join('[redacted]')
   return (err) => {
     const e =
       err instanceof EmbedderError
@@ -192,22 +190,21 @@ export function redactor(provider: string, secret: string | undefined): (err: un
             retryable: false,
             cause: err,
           })
-    const message = clean(e.message)
-    const cause = e.cause
+    const message = redactText(e.message, secret)
     const causeLeaks =
       secret !== undefined &&
       secret !== '' &&
-      cause !== undefined &&
-      String(describeCause(cause)).includes(secret)
+      e.cause !== undefined &&
+      describeCause(e.cause).includes(secret)
     if (message === e.message && !causeLeaks) return e
-    const copy = new EmbedderError(message, {
+    return new EmbedderError(message, {
       ...(e.status === undefined ? {} : { status: e.status }),
       retryable: e.retryable,
       ...(e.retryAfterMs === undefined ? {} : { retryAfterMs: e.retryAfterMs }),
       configuration: e.configuration,
-      ...(causeLeaks || cause === undefined ? {} : { cause }),
+      // A cause that holds the key is dropped rather than rewritten: it may be any object.
+      ...(causeLeaks || e.cause === undefined ? {} : { cause: e.cause }),
     })
-    return copy
   }
 }
 
