@@ -237,19 +237,28 @@ export function geminiBatch(opts: GeminiBatchOptions): BulkEmbedder {
     const signal = callSignal(provider, submitOpts)
     checkSubmit(provider, requests, submitOpts?.label, maxRequestsPerJob)
     const label = submitOpts.label
-    const inline = JSON.stringify({
-      batch: {
-        displayName: label,
-        model: modelPath,
-        inputConfig: {
-          requests: {
-            requests: requests.map((r) => ({ request: embedRequest(r.text, true), metadata: { key: r.id } })),
-          },
-        },
-      },
-    })
-    let body = inline
-    if (Buffer.byteLength(inline) > maxInlineBytes) {
+    // The texts alone already past the inline limit: go straight to a file, without building
+    // an inline body only to throw it away.
+    let textBytes = 0
+    for (const r of requests) textBytes += Buffer.byteLength(r.text)
+    let body =
+      textBytes > maxInlineBytes
+        ? undefined
+        : JSON.stringify({
+            batch: {
+              displayName: label,
+              model: modelPath,
+              inputConfig: {
+                requests: {
+                  requests: requests.map((r) => ({
+                    request: embedRequest(r.text, true),
+                    metadata: { key: r.id },
+                  })),
+                },
+              },
+            },
+          })
+    if (body === undefined || Buffer.byteLength(body) > maxInlineBytes) {
       const jsonl = Buffer.from(
         requests.map((r) => JSON.stringify({ key: r.id, request: embedRequest(r.text, false) })).join('\n'),
       )

@@ -34,8 +34,10 @@ export interface BulkTarget {
   key: string
   dimensions: number
   make(opts?: BulkMakeOptions): BulkEmbedder
-  /** Texts containing this fail on their own. */
+  /** Texts containing this fail on their own, for good. */
   poison: string
+  /** Texts containing this fail on their own, transiently. */
+  flaky: string
   /** Whether an expired or cancelled job keeps the results of the requests it ran (OpenAI). */
   partialResults: boolean
   close(): Promise<void>
@@ -141,6 +143,22 @@ export function describeBulkConformance(
         }
       }
       for (const i of [0, 1, 3, 5]) expect('vector' in results.get(`mix-${i}`)!).toBe(true)
+    })
+
+    it('a transient per-request failure is a retryable error of that request alone', async () => {
+      const bulk = t.make()
+      const requests = texts(3, 'flaky')
+      requests[1]!.text = `sometimes ${t.flaky}`
+      const submitted = await bulk.submit(requests, { label: 'conf-flaky' })
+      const { job } = await pollToEnd(bulk, submitted.id)
+      const results = byId(await bulk.results(job.id))
+      const flaky = results.get('flaky-1')!
+      expect('error' in flaky).toBe(true)
+      if ('error' in flaky) {
+        expect(flaky.error.retryable).toBe(true)
+        expect(flaky.error.status).toBeGreaterThanOrEqual(500)
+      }
+      expect('vector' in results.get('flaky-0')! && 'vector' in results.get('flaky-2')!).toBe(true)
     })
 
     it('refuses to read results while the job is still live, with a retryable error', async () => {

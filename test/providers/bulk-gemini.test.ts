@@ -3,7 +3,13 @@ import { geminiEmbedder } from '../../src/providers/gemini.js'
 import { geminiBatch } from '../../src/providers/gemini-batch.js'
 import { ollamaEmbedder } from '../../src/providers/ollama.js'
 import { describeBulkConformance, pollToEnd } from './bulk-conformance.js'
-import { type FakeGeminiBatch, GEMINI_BATCH_KEY, POISON, startFakeGeminiBatch } from './fake-gemini-batch.js'
+import {
+  type FakeGeminiBatch,
+  FLAKY,
+  GEMINI_BATCH_KEY,
+  POISON,
+  startFakeGeminiBatch,
+} from './fake-gemini-batch.js'
 
 const DIMS = 8
 
@@ -14,6 +20,7 @@ describeBulkConformance('gemini', { inlineLimit: true }, async () => {
     key: GEMINI_BATCH_KEY,
     dimensions: DIMS,
     poison: POISON,
+    flaky: FLAKY,
     partialResults: false,
     make: (opts = {}) =>
       geminiBatch({

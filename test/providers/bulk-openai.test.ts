@@ -4,7 +4,13 @@ import { openAIEmbedder } from '../../src/providers/openai.js'
 import { openAIBatch } from '../../src/providers/openai-batch.js'
 import { describeBulkConformance, pollToEnd } from './bulk-conformance.js'
 import { startFakeServer } from './fake-http.js'
-import { type FakeOpenAIBatch, OPENAI_BATCH_KEY, POISON, startFakeOpenAIBatch } from './fake-openai-batch.js'
+import {
+  type FakeOpenAIBatch,
+  FLAKY,
+  OPENAI_BATCH_KEY,
+  POISON,
+  startFakeOpenAIBatch,
+} from './fake-openai-batch.js'
 
 const DIMS = 8
 
@@ -15,6 +21,7 @@ describeBulkConformance('openai', { inlineLimit: false }, async () => {
     key: OPENAI_BATCH_KEY,
     dimensions: DIMS,
     poison: POISON,
+    flaky: FLAKY,
     partialResults: true,
     make: (opts = {}) =>
       openAIBatch({

@@ -22,6 +22,8 @@ import {
 export const GEMINI_BATCH_KEY = 'AIza-fake-batch-key-0123456789'
 /** Texts containing this fail on their own with INVALID_ARGUMENT. */
 export const POISON = 'POISON'
+/** Texts containing this fail on their own with UNAVAILABLE (worth another attempt). */
+export const FLAKY = 'FLAKY'
 
 const WIRE: Record<BulkJobState, string> = {
   pending: 'BATCH_STATE_PENDING',
@@ -104,16 +106,21 @@ export async function startFakeGeminiBatch(opts: FakeGeminiBatchOptions = {}): P
 
   const vector = (text: string, dimensions: number): number[] => fakeRawVector(text, dimensions)
 
-  const itemOutput = (item: Item): { response?: unknown; error?: unknown } =>
-    item.text.includes(POISON)
-      ? {
-          error: {
-            code: 3,
-            message: `Request contains an invalid argument: ${POISON}`,
-            status: 'INVALID_ARGUMENT',
-          },
-        }
-      : { response: { embedding: { values: vector(item.text, item.dimensions) } } }
+  const itemOutput = (item: Item): { response?: unknown; error?: unknown } => {
+    if (item.text.includes(POISON)) {
+      return {
+        error: {
+          code: 3,
+          message: `Request contains an invalid argument: ${POISON}`,
+          status: 'INVALID_ARGUMENT',
+        },
+      }
+    }
+    if (item.text.includes(FLAKY)) {
+      return { error: { code: 14, message: 'The service is currently unavailable.', status: 'UNAVAILABLE' } }
+    }
+    return { response: { embedding: { values: vector(item.text, item.dimensions) } } }
+  }
 
   const output = (job: Job): unknown => {
     if (job.state !== 'succeeded') return undefined
@@ -138,7 +145,10 @@ export async function startFakeGeminiBatch(opts: FakeGeminiBatchOptions = {}): P
   const operation = (job: Job): unknown => {
     const done = TERMINAL.has(job.state)
     const total = job.items.length
-    const failed = job.state === 'succeeded' ? job.items.filter((i) => i.text.includes(POISON)).length : 0
+    const failed =
+      job.state === 'succeeded'
+        ? job.items.filter((i) => i.text.includes(POISON) || i.text.includes(FLAKY)).length
+        : 0
     const succeeded = job.state === 'succeeded' ? total - failed : 0
     const out = output(job)
     const metadata: Record<string, unknown> = {

@@ -22,6 +22,8 @@ import {
 
 export const OPENAI_BATCH_KEY = 'sk-fake-batch-key-0123456789'
 export const POISON = 'POISON'
+/** Texts containing this fail on their own with a 500 line (worth another attempt). */
+export const FLAKY = 'FLAKY'
 export const FAKE_MAX_REQUESTS = 50_000
 
 /** Our state → the wire status the fake shows for it. */
@@ -144,6 +146,26 @@ export async function startFakeOpenAIBatch(): Promise<FakeOpenAIBatch> {
             },
           }),
         )
+      } else if (line.input.includes(FLAKY)) {
+        err.push(
+          JSON.stringify({
+            id: reqId,
+            custom_id: line.custom_id,
+            response: {
+              status_code: 500,
+              request_id: `req_${i}`,
+              body: {
+                error: {
+                  message: 'The server had an error processing your request.',
+                  type: 'server_error',
+                  param: null,
+                  code: null,
+                },
+              },
+            },
+            error: null,
+          }),
+        )
       } else if (line.input.includes(POISON)) {
         err.push(
           JSON.stringify({
@@ -217,7 +239,9 @@ export async function startFakeOpenAIBatch(): Promise<FakeOpenAIBatch> {
     const done = TERMINAL.has(batch.status)
     const total = batch.status === 'validating' || batch.status === 'failed' ? 0 : batch.lines.length
     const failed =
-      done && batch.status !== 'failed' ? batch.lines.filter((l) => l.input.includes(POISON)).length : 0
+      done && batch.status !== 'failed'
+        ? batch.lines.filter((l) => l.input.includes(POISON) || l.input.includes(FLAKY)).length
+        : 0
     return {
       id: batch.id,
       object: 'batch',
