@@ -218,6 +218,22 @@ export function redactText(text: string, secret: string | undefined): string {
   return secret === undefined || secret === '' ? text : text.split(secret).join('[redacted]')
 }
 
+/** Throws unless `value` is `{ onlinePerMTokens, bulkPerMTokens }` of non-negative numbers, or undefined. */
+export function checkPricing(
+  factory: string,
+  value: unknown,
+): { onlinePerMTokens: number; bulkPerMTokens: number } | undefined {
+  if (value === undefined) return undefined
+  const p = value as { onlinePerMTokens?: unknown; bulkPerMTokens?: unknown } | null
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0
+  if (!ok(p?.onlinePerMTokens) || !ok(p?.bulkPerMTokens)) {
+    throw new TypeError(
+      `${factory}: option \`pricing\` must be { onlinePerMTokens, bulkPerMTokens } in USD, received ${describe(value)}`,
+    )
+  }
+  return { onlinePerMTokens: p.onlinePerMTokens, bulkPerMTokens: p.bulkPerMTokens }
+}
+
 /** Parses an RFC 3339 timestamp or Unix seconds into epoch milliseconds. */
 export function toEpochMs(value: unknown): number | undefined {
   if (typeof value === 'number' && Number.isFinite(value)) return value * 1000

@@ -42,6 +42,7 @@ import {
   callJson,
   callSignal,
   checkJobId,
+  checkPricing,
   checkSubmit,
   type HttpCall,
   itemVector,
@@ -133,8 +134,10 @@ export function geminiBatch(opts: GeminiBatchOptions): BulkEmbedder {
     throw new TypeError(`${factory}: options must be an object, received ${String(opts)}`)
   }
   const apiKey = checkString(factory, 'apiKey', opts.apiKey)
-  const model = checkString(factory, 'model', opts.model ?? 'gemini-embedding-001').replace(/^models\//, '')
-  if (!/^[A-Za-z0-9._-]+$/.test(model)) {
+  const model = checkString(factory, 'model', opts.model ?? 'gemini-embedding-001')
+  // Accepts every name `geminiEmbedder` accepts (so attaching `bulk` never breaks the online
+  // embedder); each path segment is URL-encoded, so no name can reach another endpoint.
+  if (model.includes('..')) {
     throw new TypeError(`${factory}: option \`model\` must be a model name, received ${describe(model)}`)
   }
   const dimensions = checkInteger(factory, 'dimensions', opts.dimensions ?? 768, 1)
@@ -159,12 +162,13 @@ export function geminiBatch(opts: GeminiBatchOptions): BulkEmbedder {
     GEMINI_BULK_MAX_REQUESTS,
   )
   const maxListPages = checkInteger(factory, 'maxListPages', opts.maxListPages ?? 10, 1)
-  const pricing = opts.pricing ?? GEMINI_PRICING[model]
+  const modelPath = /^(models|tunedModels)\//.test(model) ? model : `models/${model}`
+  const modelUrl = modelPath.split('/').map(encodeURIComponent).join('/')
+  const pricing = checkPricing(factory, opts.pricing) ?? GEMINI_PRICING[modelPath.replace(/^models\//, '')]
 
   const provider = 'gemini'
   const redact = redactor(provider, apiKey)
   const headers = { 'x-goog-api-key': apiKey }
-  const modelPath = `models/${model}`
   const ctx = (signal: AbortSignal | undefined, ms = timeoutMs): CallContext => ({
     provider,
     timeoutMs: ms,
@@ -273,7 +277,7 @@ export function geminiBatch(opts: GeminiBatchOptions): BulkEmbedder {
     }
     const op = await call(signal, {
       method: 'POST',
-      url: `${baseUrl}/v1beta/${modelPath}:asyncBatchEmbedContent`,
+      url: `${baseUrl}/v1beta/${modelUrl}:asyncBatchEmbedContent`,
       headers: { ...headers, 'content-type': 'application/json' },
       body,
     })

@@ -35,6 +35,7 @@ import {
   callJson,
   callSignal,
   checkJobId,
+  checkPricing,
   checkSubmit,
   itemVector,
   readJsonLines,
@@ -143,7 +144,7 @@ export function openAIBatch(opts: OpenAIBatchOptions = {}): BulkEmbedder {
     OPENAI_BULK_MAX_REQUESTS,
   )
   const maxListPages = checkInteger(factory, 'maxListPages', opts.maxListPages ?? 10, 1)
-  const pricing = opts.pricing ?? OPENAI_PRICING[model]
+  const pricing = checkPricing(factory, opts.pricing) ?? OPENAI_PRICING[model]
 
   const provider = 'openai'
   const redact = redactor(provider, apiKey)

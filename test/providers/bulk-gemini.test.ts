@@ -10,6 +10,7 @@ import {
   POISON,
   startFakeGeminiBatch,
 } from './fake-gemini-batch.js'
+import { startFakeServer } from './fake-http.js'
 
 const DIMS = 8
 
@@ -226,5 +227,44 @@ describe('gemini batch wire format', () => {
 
   it('ollamaEmbedder() has no batch API and offers no `bulk`', () => {
     expect(ollamaEmbedder({ model: 'nomic-embed-text', dimensions: 768 }).bulk).toBeUndefined()
+  })
+})
+
+describe('gemini batch options', () => {
+  it('accepts every model name geminiEmbedder accepts and URL-encodes it, so attaching `bulk` never breaks the online embedder', async () => {
+    const server = await startFakeServer(() => ({
+      status: 404,
+      json: { error: { code: 404, message: 'no', status: 'NOT_FOUND' } },
+    }))
+    try {
+      for (const [model, path] of [
+        ['tunedModels/my-model', '/v1beta/tunedModels/my-model:asyncBatchEmbedContent'],
+        ['models/odd#name', '/v1beta/models/odd%23name:asyncBatchEmbedContent'],
+      ] as const) {
+        const bulk = geminiEmbedder({ apiKey: GEMINI_BATCH_KEY, baseUrl: server.url, model }).bulk!
+        const err = await bulk.submit([{ id: 'a', text: 'x' }], { label: 'names' }).catch((e: unknown) => e)
+        expect(err).toMatchObject({ status: 404, retryable: false })
+        expect(server.requests.at(-1)!.url).toBe(path)
+      }
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('validates its options with errors that name them', () => {
+    expect(() => geminiBatch({ apiKey: '' })).toThrow(/`apiKey`/)
+    expect(() => geminiBatch({ apiKey: 'k', model: '../files' })).toThrow(/`model`/)
+    expect(() => geminiBatch({ apiKey: 'k', maxRequestsPerJob: 50_001 })).toThrow(RangeError)
+    expect(() => geminiBatch({ apiKey: 'k', pricing: { onlinePerMTokens: -1, bulkPerMTokens: 0 } })).toThrow(
+      /`pricing`/,
+    )
+    expect(geminiBatch({ apiKey: 'k', model: 'other-model' }).pricing).toBeUndefined()
+    expect(
+      geminiBatch({ apiKey: 'k', model: 'other', pricing: { onlinePerMTokens: 1, bulkPerMTokens: 0.5 } })
+        .pricing,
+    ).toEqual({
+      onlinePerMTokens: 1,
+      bulkPerMTokens: 0.5,
+    })
   })
 })
