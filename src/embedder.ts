@@ -1,3 +1,5 @@
+import type { BulkEmbedder } from './bulk.js'
+
 /**
  * What the queue needs from an embedding provider. Each provider is a factory in
  * `src/providers/` that returns one of these; anything with this shape works.
@@ -27,4 +29,9 @@ export interface Embedder {
    * Optional: a short identity (provider, model, dimensions, task) used by caches and logs.
    */
   readonly id?: string
+  /**
+   * Optional: the provider's batch API (half price, answers within hours), used by the bulk lane.
+   * Providers without one (Ollama) leave it out. See `BulkEmbedder` in `src/bulk.ts`.
+   */
+  readonly bulk?: BulkEmbedder
 }

@@ -1,3 +1,15 @@
+export {
+  BULK_MAX_ID_LENGTH,
+  BULK_MAX_LABEL_LENGTH,
+  type BulkCallOptions,
+  type BulkEmbedder,
+  type BulkItemResult,
+  type BulkJob,
+  type BulkJobState,
+  type BulkRequest,
+  type BulkSubmitOptions,
+  isTerminalBulkState,
+} from './bulk.js'
 export type { DeadLetter } from './codec.js'
 export { decodeVector, encodeVector } from './codec.js'
 export type { Embedder, EmbedOptions } from './embedder.js'

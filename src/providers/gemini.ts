@@ -15,6 +15,7 @@
 import type { GoogleGenAI } from '@google/genai'
 import type { Embedder, EmbedOptions } from '../embedder.js'
 import { EmbedderError } from '../errors.js'
+import { geminiBatch } from './gemini-batch.js'
 import {
   embedInChunks,
   errorFromHttp,
@@ -214,6 +215,15 @@ export function geminiEmbedder(opts: GeminiEmbedderOptions = {}): Embedder {
     dimensions,
     maxBatchSize,
     id: `gemini:${model.replace(/^models\//, '')}:${dimensions}:${taskType}`,
+    bulk: geminiBatch({
+      apiKey,
+      model,
+      dimensions,
+      taskType,
+      normalize,
+      maxInputChars,
+      ...(baseUrl === undefined ? {} : { baseUrl }),
+    }),
     async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
       const signal = checkSignal('gemini', embedOpts?.signal)
       const plan = { dimensions, maxBatchSize, prepare: (text: string) => truncateText(text, maxInputChars) }

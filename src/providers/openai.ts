@@ -20,6 +20,7 @@ import {
   checkVectors,
   describe,
 } from './normalize.js'
+import { openAIBatch } from './openai-batch.js'
 
 export interface OpenAIEmbedderOptions {
   /**
@@ -142,6 +143,16 @@ export function openAIEmbedder(opts: OpenAIEmbedderOptions = {}): Embedder {
     dimensions,
     maxBatchSize,
     id: `openai:${model}:${dimensions}`,
+    bulk: openAIBatch({
+      baseUrl,
+      model,
+      dimensions,
+      sendDimensions,
+      normalize,
+      maxInputChars,
+      headers: extraHeaders,
+      ...(apiKey === undefined ? {} : { apiKey }),
+    }),
     async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
       const signal = checkSignal('openai', embedOpts?.signal)
       const plan = {
