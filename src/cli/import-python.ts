@@ -8,7 +8,12 @@
  * - `dedup` (the keys it held) and `retries` (attempts per key): bookkeeping, not imported.
  *
  * Both ZSETs are read page by page (ZRANGE by rank) and merged oldest first, so embedq sees
- * the items in their enqueue order and the newest text of a key wins. Each page is enqueued
+ * the items in their enqueue order and the newest text of a key wins. An old item is
+ * superseded (skipped, and deleted with `--delete`) when embedq already holds newer text for
+ * its key: an unfinished version, or a vector's `embedding_version`, later than the old
+ * enqueue time (embedq versions are Redis-clock microseconds; the old score is seconds, or
+ * milliseconds when it is larger than 1e11). That lets producers switch to embedq before the
+ * import without an old text overwriting a newer one. Each page is enqueued
  * with `enqueueMany` (durable when it resolves), then recorded in `<prefix>:{<name>}:imported`
  * (hash of the old member's digest → embedq version), which makes a second run skip what the
  * first one imported. With `--delete`, imported members (of this run or an earlier one) are
@@ -22,6 +27,7 @@ import { createHash } from 'node:crypto'
 import type { Command } from 'commander'
 import type { Cluster, Redis } from 'ioredis'
 import { InvalidInputError } from '../errors.js'
+import { queueKeys } from '../keys.js'
 import type { EmbeddingBatchQueue } from '../queue.js'
 import {
   CliError,
@@ -38,7 +44,11 @@ import {
   producerQueue,
 } from './shared.js'
 
-/** Hash of old members already imported: digest of (old key, score, member) → embedq version. */
+/**
+ * What imports did, in one hash: digest of (old key, score, member) → embedq version (or
+ * `superseded`), and `key:<target key>` → "<version> <old enqueue time in µs>" of the last
+ * import of that key, so a version an import handed out is judged by the old item's time.
+ */
 export const importStateKey = (prefix: string, name: string): string => `${prefix}:{${name}}:imported`
 
 /** The Python queue's key names. */
@@ -57,6 +67,7 @@ export const pythonKeys = (fromPrefix: string): PythonKeys => ({
 })
 
 interface ImportFlags extends ConnectionFlags {
+  versionField: string
   fromPrefix: string
   pendingKey?: string
   inflightKey?: string
@@ -85,6 +96,8 @@ export interface ImportSummary {
   imported: number
   /** Members a previous run imported already (skipped). */
   alreadyImported: number
+  /** Members whose key has newer text in embedq already (skipped). */
+  superseded: number
   /** Members with blank text: nothing to embed (embedq resolves them with a zero vector). */
   blank: number
   /** Members left in place: not `{redis_key, text}` JSON, or refused by embedq. */
@@ -161,6 +174,23 @@ function parseMember(member: string): { key: string; text: string } | string {
 const digest = (item: OldItem): string =>
   `python:${createHash('sha256').update(`${item.from}\n${item.scoreText}\n${item.member}`).digest('hex')}`
 
+/** The old score as Redis-clock microseconds: seconds (`time.time()`), or ms above 1e11. */
+const oldTimeMicros = (score: number): number => (score > 1e11 ? score * 1e3 : score * 1e6)
+
+/** The newest version embedq has for `key`: unfinished, or stored with its vector; 0 if none. */
+async function newestEmbedqVersion(
+  redis: Redis | Cluster,
+  versionsKey: string,
+  key: string,
+  versionField: string,
+): Promise<number> {
+  const [unfinished, stored] = await Promise.all([
+    redis.zscore(versionsKey, key),
+    redis.hget(key, versionField).catch(() => null), // not a hash: no vector of ours
+  ])
+  return Math.max(Number(unfinished ?? 0), Number(stored ?? 0)) || 0
+}
+
 /** Removes `keys` from the Python `dedup`/`retries` bookkeeping, whatever type it had. */
 async function forgetKeys(redis: Redis | Cluster, key: string, keys: string[]): Promise<void> {
   if (keys.length === 0) return
@@ -176,6 +206,10 @@ export async function importPython(
   opts: {
     keys: PythonKeys
     stateKey: string
+    /** The queue's `versions` ZSET (unfinished items' latest versions). */
+    versionsKey: string
+    /** The target hash field holding the version of the stored vector. */
+    versionField: string
     includeInflight: boolean
     dryRun: boolean
     delete: boolean
@@ -188,6 +222,7 @@ export async function importPython(
     read: { pending: 0, inflight: 0 },
     imported: 0,
     alreadyImported: 0,
+    superseded: 0,
     blank: 0,
     rejected: 0,
     rejectedSample: [],
@@ -218,7 +253,7 @@ export async function importPython(
     if (page.length === 0) break
 
     const fields = page.map(digest)
-    const done = opts.dryRun ? [] : await redis.hmget(opts.stateKey, ...fields)
+    const done = await redis.hmget(opts.stateKey, ...fields)
     const toEnqueue: Array<{ item: OldItem; field: string; key: string; text: string }> = []
     const finished: Array<{ item: OldItem; key: string }> = []
     page.forEach((item, i) => {
@@ -234,6 +269,32 @@ export async function importPython(
       }
       toEnqueue.push({ item, field: fields[i]!, ...parsed })
     })
+    // Newer text in embedq (a producer already switched): the old item must not replace it.
+    // A version an import handed out stands for the old item's enqueue time, not for "now".
+    const newest = await Promise.all(
+      toEnqueue.map(({ key }) => newestEmbedqVersion(redis, opts.versionsKey, key, opts.versionField)),
+    )
+    const importedAs = toEnqueue.length
+      ? await redis.hmget(opts.stateKey, ...toEnqueue.map((e) => `key:${e.key}`))
+      : []
+    const superseded = new Set(
+      toEnqueue.filter((e, i) => {
+        const [version, at] = (importedAs[i] ?? '').split(' ').map(Number)
+        const newestAt = version !== undefined && version === newest[i] ? (at ?? 0) : newest[i]!
+        return newestAt > oldTimeMicros(e.item.score)
+      }),
+    )
+    for (const e of superseded) {
+      summary.superseded++
+      finished.push({ item: e.item, key: e.key })
+    }
+    if (superseded.size > 0) {
+      const kept = toEnqueue.filter((e) => !superseded.has(e))
+      toEnqueue.length = 0
+      toEnqueue.push(...kept)
+      if (!opts.dryRun)
+        await redis.hset(opts.stateKey, ...[...superseded].flatMap((e) => [e.field, 'superseded']))
+    }
     if (opts.dryRun) {
       for (const e of toEnqueue) {
         if (e.text.trim() === '') summary.blank++
@@ -256,7 +317,12 @@ export async function importPython(
       }
       if (job.version === 0) summary.blank++
       else summary.imported++
-      record.push(e.field, String(job.version))
+      record.push(
+        e.field,
+        String(job.version),
+        `key:${e.key}`,
+        `${job.version} ${oldTimeMicros(e.item.score)}`,
+      )
       finished.push({ item: e.item, key: e.key })
     })
     if (record.length > 0) await redis.hset(opts.stateKey, ...record)
@@ -292,6 +358,11 @@ export function registerImportPython(program: Command): void {
     .option('--inflight-key <key>', 'the Python in-flight ZSET (default: <from-prefix>:inflight)')
     .option('--dedup-key <key>', 'the Python dedup key (default: <from-prefix>:dedup)')
     .option('--retries-key <key>', 'the Python retries hash (default: <from-prefix>:retries)')
+    .option(
+      '--version-field <field>',
+      "target hash field of the stored vector's version",
+      'embedding_version',
+    )
     .option('--no-inflight', 'leave the in-flight items alone (import pending items only)')
     .option('--dry-run', 'count what would be imported; write nothing')
     .option('--delete', 'remove imported members from the Python keys once they are enqueued')
@@ -319,6 +390,8 @@ score), so the newest text of a key wins. Running it again skips what was import
         const summary = await importPython(conn.redis, queue, {
           keys,
           stateKey: importStateKey(flags.prefix, flags.name),
+          versionsKey: queueKeys(flags.prefix, flags.name).versions,
+          versionField: flags.versionField,
           includeInflight: flags.inflight,
           dryRun: !!flags.dryRun,
           delete: !!flags.delete,
@@ -330,7 +403,8 @@ score), so the newest text of a key wins. Running it again skips what was import
           out(
             `${verb} ${fmtInt(summary.imported)} items into queue "${summary.queue}" ` +
               `(read ${fmtInt(summary.read.pending)} pending, ${fmtInt(summary.read.inflight)} in flight; ` +
-              `${fmtInt(summary.alreadyImported)} imported before, ${fmtInt(summary.blank)} blank, ` +
+              `${fmtInt(summary.alreadyImported)} imported before, ${fmtInt(summary.superseded)} superseded by newer text, ` +
+              `${fmtInt(summary.blank)} blank, ` +
               `${fmtInt(summary.rejected)} rejected${flags.delete ? `, ${fmtInt(summary.deleted)} removed from the Python keys` : ''})`,
           )
           for (const r of summary.rejectedSample) out(`  rejected ${r.from} ${r.member}: ${r.reason}`)

@@ -51,6 +51,7 @@ interface Summary {
   read: { pending: number; inflight: number }
   imported: number
   alreadyImported: number
+  superseded: number
   blank: number
   rejected: number
   rejectedSample: Array<{ from: string; member: string; reason: string }>
@@ -150,6 +151,10 @@ describe('embedq import-python', () => {
     })
     expect(await redis.keys(`embedq:{${name}}:*`)).toEqual([])
     expect(await redis.zrange(`${from}:pending`, 0, -1, 'WITHSCORES')).toEqual(before)
+    // After a real import, a dry run reports what is done already.
+    expect((await importPython(name, '--from-prefix', from)).code).toBe(0)
+    const again = await importPython(name, '--from-prefix', from, '--dry-run')
+    expect(json<Summary>(again)).toMatchObject({ imported: 0, alreadyImported: 2, blank: 0 })
   })
 
   it('running it again imports nothing twice (the versions of the first run stay)', async () => {
@@ -204,6 +209,45 @@ describe('embedq import-python', () => {
     expect((await embedqItems(name)).map((i) => i.key)).toEqual(
       [...items.slice(2), ...items.slice(0, 2)].map((i) => i.key),
     )
+  })
+
+  it('skips an old item when embedq already holds newer text for its key (producers switched first)', async () => {
+    const name = uniqueName('py')
+    const from = uniqueName('embed_queue')
+    // Enqueued through embedq now: newer than the Python items scored at T0, older than one scored in an hour.
+    const producer = new EmbeddingBatchQueue({ redis, name, worker: false, embedder: fakeEmbedder() })
+    await producer.enqueue(`${name}:a`, 'new text from embedq')
+    await producer.enqueue(`${name}:b`, 'embedq text, older than the Python one')
+    await producer.stop()
+    const later = Date.now() / 1000 + 3600
+    await fillPython(redis, from, [
+      { key: `${name}:a`, text: 'stale python text', at: T0 },
+      { key: `${name}:b`, text: 'newer python text', at: later },
+    ])
+    const r = await importPython(name, '--from-prefix', from, '--delete')
+    expect(r.code, show(r)).toBe(0)
+    expect(json<Summary>(r)).toMatchObject({ imported: 1, superseded: 1, deleted: 2 })
+    expect(await embedqItems(name)).toEqual([
+      { key: `${name}:a`, text: 'new text from embedq' },
+      { key: `${name}:b`, text: 'newer python text' },
+    ])
+  })
+
+  it('a key met again on a later page takes its newer text (an import does not supersede itself)', async () => {
+    const name = uniqueName('py')
+    const from = uniqueName('embed_queue')
+    await fillPython(redis, from, [
+      { key: `${name}:k`, text: 'first', at: T0 },
+      { key: `${name}:other`, text: 'other', at: T0 + 1 },
+      { key: `${name}:k`, text: 'second', at: T0 + 2 },
+    ])
+    const r = await importPython(name, '--from-prefix', from, '--batch-size', '1')
+    expect(r.code, show(r)).toBe(0)
+    expect(json<Summary>(r)).toMatchObject({ imported: 3, superseded: 0 })
+    expect(await embedqItems(name)).toEqual([
+      { key: `${name}:k`, text: 'second' },
+      { key: `${name}:other`, text: 'other' },
+    ])
   })
 
   it('reads keys under another prefix or with explicit names', async () => {
