@@ -13,7 +13,7 @@
  *   npx tsx examples/worker-service.ts
  * PORT=0 picks a free port; HOST=0.0.0.0 makes the server reachable from other machines.
  */
-import { collectDefaultMetrics } from 'prom-client'
+import { collectDefaultMetrics, Registry } from 'prom-client'
 import { startHealthServer } from '../src/health.js'
 import { EmbeddingBatchQueue } from '../src/index.js'
 import { createQueueMetrics } from '../src/metrics.js'
@@ -39,8 +39,9 @@ queue.on('failed', ({ key, attempts, error }) =>
 queue.on('error', (err) => console.error(`queue error: ${err.message}`))
 
 // Counters and histograms follow the queue's events; gauges read queue.stats() at each scrape.
-const metrics = await createQueueMetrics(queue, { labels: { service: 'worker-service' } })
-collectDefaultMetrics({ register: metrics.registry }) // process CPU, memory, event loop lag
+const registry = new Registry()
+const metrics = await createQueueMetrics(queue, { registry, labels: { service: 'worker-service' } })
+collectDefaultMetrics({ register: registry }) // process CPU, memory, event loop lag
 const health = await startHealthServer({ queue, redis, port, host, metrics })
 
 let stopping = false

@@ -33,6 +33,7 @@ export {
   createQueueMetrics,
   DEFAULT_METRIC_BUCKETS,
   type MetricBuckets,
+  type MetricsRegistry,
   type QueueMetrics,
   type QueueMetricsOptions,
 } from './metrics.js'

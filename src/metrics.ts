@@ -15,13 +15,28 @@ import type { EmbeddingBatchQueue, QueueEvents, QueueStats } from './queue.js'
 
 type PromClient = typeof import('prom-client')
 
-export interface QueueMetricsOptions {
+/**
+ * The part of a prom-client `Registry` that embedq uses. Structural on purpose: the published
+ * types must not import `prom-client` (an optional peer), so a project without it still
+ * typechecks with `skipLibCheck: false`. prom-client's `Registry` (e.g. its global `register`)
+ * fits; pass one as `registry` and `QueueMetrics.registry` keeps its type.
+ */
+export interface MetricsRegistry {
+  /** `Content-Type` of `metrics()`'s text. */
+  readonly contentType: string
+  /** Every metric of the registry, in the Prometheus text format. */
+  metrics(): Promise<string>
+  /** Unregisters one metric by name. */
+  removeSingleMetric(name: string): void
+}
+
+export interface QueueMetricsOptions<R extends MetricsRegistry = MetricsRegistry> {
   /**
    * Where the metrics are registered. Pass prom-client's global `register` to serve them
    * with your application's own metrics.
    * @default a new `Registry` (prom-client's global registry is left alone)
    */
-  registry?: Registry
+  registry?: R
   /** Prefix of every metric name. @default 'embedq_' */
   prefix?: string
   /**
@@ -38,9 +53,9 @@ export interface QueueMetricsOptions {
   buckets?: Partial<MetricBuckets>
 }
 
-export interface QueueMetrics {
-  /** The registry the metrics live in. */
-  readonly registry: Registry
+export interface QueueMetrics<R extends MetricsRegistry = MetricsRegistry> {
+  /** The registry the metrics live in (a prom-client `Registry`). */
+  readonly registry: R
   /** `Content-Type` of `metrics()`'s text (Prometheus text format). */
   readonly contentType: string
   /** Every metric of the registry, in the Prometheus text format (what `/metrics` serves). */
@@ -261,13 +276,14 @@ function snapshot(a: Attached): Promise<QueueStats | undefined> {
  *   res.end(await metrics.metrics())
  * }).listen(9464)
  */
-export async function createQueueMetrics(
+export async function createQueueMetrics<R extends MetricsRegistry = MetricsRegistry>(
   queue: EmbeddingBatchQueue,
-  opts: QueueMetricsOptions = {},
-): Promise<QueueMetrics> {
+  opts: QueueMetricsOptions<R> = {},
+): Promise<QueueMetrics<R>> {
   const labels = checkOptions(queue, opts)
   const client = await loadPromClient()
-  const registry = opts.registry ?? new client.Registry()
+  // Whatever was passed is used as prom-client's Registry (the type is structural only).
+  const registry = (opts.registry ?? new client.Registry()) as unknown as Registry
   const prefix = opts.prefix ?? 'embedq_'
   const labelNames = Object.keys(labels)
 
@@ -331,7 +347,7 @@ export async function createQueueMetrics(
   const owner = bundle
   const prefixes = byPrefix
   return {
-    registry,
+    registry: registry as unknown as R,
     contentType: registry.contentType,
     metrics: () => registry.metrics(),
     close() {

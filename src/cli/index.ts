@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * Entry point of the `embedq` binary (package.json `bin`, built to dist/cli.js). The program
  * itself lives in ./program.ts, free of side effects; only this file runs it.

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { registerBackfill } from './backfill.js'
 import { registerFailed } from './failed.js'
+import { registerImportPython } from './import-python.js'
 import { registerPurge } from './purge.js'
 import { CliError, ExitCode } from './shared.js'
 import { registerStatus } from './status.js'
@@ -50,6 +51,7 @@ Every command takes --redis <url> (default: $REDIS_URL, else redis://127.0.0.1:6
   registerBackfill(program)
   registerFailed(program)
   registerPurge(program)
+  registerImportPython(program)
   return program
 }
 

@@ -6,6 +6,7 @@
 import type { Command } from 'commander'
 import { queueKeys, rateLimitKeys } from '../keys.js'
 import { backfillStateKey } from './backfill-state.js'
+import { importStateKey } from './import-python.js'
 import {
   type ConnectionFlags,
   connect,
@@ -27,7 +28,13 @@ interface PurgeFlags extends ConnectionFlags {
 export function ownedKeys(prefix: string, name: string): string[] {
   const { doneChannel: _d, wakeChannel: _w, ...keys } = queueKeys(prefix, name)
   const limiter = rateLimitKeys(prefix, name)
-  return [...Object.values(keys), backfillStateKey(prefix, name), limiter.log, limiter.total]
+  return [
+    ...Object.values(keys),
+    backfillStateKey(prefix, name),
+    importStateKey(prefix, name),
+    limiter.log,
+    limiter.total,
+  ]
 }
 
 export function registerPurge(program: Command): void {

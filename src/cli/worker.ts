@@ -146,7 +146,7 @@ async function runWorker(flags: WorkerFlags): Promise<void> {
       try {
         metrics = await createQueueMetrics(queue)
         const { collectDefaultMetrics } = await import('prom-client')
-        collectDefaultMetrics({ register: metrics.registry })
+        collectDefaultMetrics({ register: metrics.registry as import('prom-client').Registry })
       } catch (err) {
         log.warn({ err }, '/metrics is off: install prom-client to serve it (npm install prom-client)')
       }

@@ -160,7 +160,8 @@ export interface FakeGemini extends FakeServer {
 
 export async function startFakeGemini(): Promise<FakeGemini> {
   const route = (req: RecordedRequest, fault: Fault | undefined): Reply => {
-    const m = /^\/v1beta\/models\/([^/:]+):batchEmbedContents$/.exec(req.url)
+    // @google/genai 2.x calls /v1beta/…, 3.x calls /v1/….
+    const m = /^\/v1(?:beta)?\/models\/([^/:]+):batchEmbedContents$/.exec(req.url)
     if (req.method !== 'POST' || !m) {
       return googleError(404, 'NOT_FOUND', `Method not found: ${req.method} ${req.url}`)
     }

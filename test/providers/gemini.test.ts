@@ -40,7 +40,7 @@ describe('geminiEmbedder against the fake Gemini API', () => {
     expect(fake.requests).toHaveLength(1)
     const req = fake.requests[0]!
     expect(req.method).toBe('POST')
-    expect(req.url).toBe('/v1beta/models/gemini-embedding-001:batchEmbedContents')
+    expect(req.url).toMatch(/^\/v1(beta)?\/models\/gemini-embedding-001:batchEmbedContents$/)
     expect(req.headers['x-goog-api-key']).toBe(GEMINI_KEY)
     expect(req.headers['content-type']).toMatch(/application\/json/)
     expect(req.body).toEqual({
@@ -66,7 +66,7 @@ describe('geminiEmbedder against the fake Gemini API', () => {
     const [v] = await embedder.embed(['q'])
     expect(v).toHaveLength(256)
     const req = fake.requests[0]!
-    expect(req.url).toBe('/v1beta/models/text-embedding-004:batchEmbedContents')
+    expect(req.url).toMatch(/^\/v1(beta)?\/models\/text-embedding-004:batchEmbedContents$/)
     expect(req.body).toMatchObject({
       requests: [
         { model: 'models/text-embedding-004', taskType: 'RETRIEVAL_QUERY', outputDimensionality: 256 },
@@ -193,14 +193,16 @@ describe('geminiEmbedder against the fake Gemini API', () => {
   it('a baseUrl with a path prefix (a proxy) is kept', async () => {
     const embedder = geminiEmbedder({ apiKey: GEMINI_KEY, baseUrl: `${fake.url}/proxy/` })
     await expect(embedder.embed(['a'])).rejects.toMatchObject({ status: 404, retryable: false })
-    expect(fake.requests[0]!.url).toBe('/proxy/v1beta/models/gemini-embedding-001:batchEmbedContents')
+    expect(fake.requests[0]!.url).toMatch(
+      /^\/proxy\/v1(beta)?\/models\/gemini-embedding-001:batchEmbedContents$/,
+    )
   })
 
   it('ignores GOOGLE_GENAI_USE_VERTEXAI in the environment', async () => {
     process.env.GOOGLE_GENAI_USE_VERTEXAI = 'true'
     try {
       await geminiEmbedder({ apiKey: GEMINI_KEY, baseUrl: fake.url }).embed(['a'])
-      expect(fake.requests[0]!.url).toBe('/v1beta/models/gemini-embedding-001:batchEmbedContents')
+      expect(fake.requests[0]!.url).toMatch(/^\/v1(beta)?\/models\/gemini-embedding-001:batchEmbedContents$/)
     } finally {
       delete process.env.GOOGLE_GENAI_USE_VERTEXAI
     }
