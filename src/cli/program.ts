@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { registerBackfill } from './backfill.js'
+import { registerDashboard } from './dashboard.js'
 import { registerFailed } from './failed.js'
 import { registerPurge } from './purge.js'
 import { CliError, ExitCode } from './shared.js'
@@ -50,6 +51,7 @@ Every command takes --redis <url> (default: $REDIS_URL, else redis://127.0.0.1:6
   registerBackfill(program)
   registerFailed(program)
   registerPurge(program)
+  registerDashboard(program)
   return program
 }
 

@@ -7,6 +7,7 @@ export function pageHtml(jsHref: string, cssHref: string): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
 <title>embedq dashboard</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="${cssHref}">
 <script defer src="${jsHref}"></script>
 </head>

@@ -136,7 +136,13 @@ class FakeQueue implements QueueAdminApi<QueueStats, DeadLetter> {
   }
   async workers(): Promise<WorkerInfo[]> {
     const paused = this.state.pause.operator.paused || this.state.pause.rateLimit.paused
-    return this.state.workers.map((w) => ({ ...w, paused }))
+    // Live workers heartbeat every second or so: each read sees a fresh lastSeenAt.
+    const now = Date.now()
+    return this.state.workers.map((w, i) => ({
+      ...w,
+      lastSeenAt: now - 300 - ((now + i * 370) % 900),
+      paused,
+    }))
   }
   async pause(opts?: { by?: string }): Promise<void> {
     this.log.push({ queue: this.name, op: 'pause', ...(opts?.by ? { by: opts.by } : {}) })

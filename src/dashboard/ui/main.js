@@ -147,22 +147,29 @@ function Header({ overview, at, error, auth, tokenValue, setTokenValue }) {
   </header>`
 }
 
+function stateBadges(item) {
+  const running =
+    item.stats && !item.noLiveWorker && !item.pause?.operator.paused && !item.pause?.rateLimit.paused
+  return html`${item.noLiveWorker ? html`<${Badge} kind="danger" title="unfinished items and no live worker">no live worker</${Badge}>` : null}
+    ${pauseBadges(item.pause)}${running ? html`<${Badge} kind="ok">running</${Badge}>` : null}`
+}
+
 function QueueList({ queues, selected }) {
   if (!queues.length)
     return html`<p class="empty">No queue under this prefix yet: a queue appears once something was enqueued.</p>`
   return html`<div class="table-wrap"><table class="queues" data-testid="queues">
     <thead><tr>
-      <th>Queue</th><th class="num">Unfinished</th><th class="num">Pending</th><th class="num opt">Retrying</th>
-      <th class="num">In flight</th><th class="num">Dead</th><th class="num opt">Oldest</th><th class="num">Workers</th><th>State</th>
+      <th>Queue</th><th class="num">Unfinished</th><th class="num opt">Pending</th><th class="num opt">Retrying</th>
+      <th class="num">In flight</th><th class="num">Dead</th><th class="num opt">Oldest</th><th class="num">Workers</th><th class="opt">State</th>
     </tr></thead>
     <tbody>${queues.map((item) => {
       const s = item.stats
       return html`<tr key=${item.name} class=${`${item.name === selected ? 'selected' : ''} ${item.noLiveWorker ? 'danger' : ''}`} data-queue=${item.name}>
-        <td><a href=${`#/queue/${encodeURIComponent(item.name)}`}>${item.name}</a></td>
+        <td><a href=${`#/queue/${encodeURIComponent(item.name)}`}>${item.name}</a><div class="phone-only">${stateBadges(item)}</div></td>
         ${
           s
             ? html`<td class="num" data-stat="unfinished">${fmtInt(s.unfinished)}</td>
-              <td class="num" data-stat="pending">${fmtInt(s.pending)}</td>
+              <td class="num opt" data-stat="pending">${fmtInt(s.pending)}</td>
               <td class="num opt" data-stat="retrying">${fmtInt(s.retrying)}</td>
               <td class="num" data-stat="inflight">${fmtInt(s.inflight)}</td>
               <td class="num" data-stat="failed">${fmtInt(s.failed)}</td>
@@ -170,9 +177,7 @@ function QueueList({ queues, selected }) {
             : html`<td colspan="6" class="error-text">${item.error}</td>`
         }
         <td class="num" data-stat="workers">${item.workers}</td>
-        <td>${item.noLiveWorker ? html`<${Badge} kind="danger" title="unfinished items and no live worker">no live worker</${Badge}>` : null}
-          ${pauseBadges(item.pause)}
-          ${!item.noLiveWorker && !item.pause?.operator.paused && !item.pause?.rateLimit.paused && s ? html`<${Badge} kind="ok">running</${Badge}>` : null}</td>
+        <td class="opt" data-stat="state">${stateBadges(item)}</td>
       </tr>`
     })}</tbody>
   </table></div>`
@@ -345,19 +350,19 @@ function DeadLetters({ name, blocked, notify, refreshAll }) {
           )}</ul>
           <h4>Letters</h4>
           <div class="table-wrap"><table class="letters">
-            <thead><tr><th>Key</th><th class="opt">Error</th><th class="num">Attempts</th><th class="opt">Failed at</th><th></th></tr></thead>
+            <thead><tr><th>Key</th><th class="opt">Error</th><th class="num opt">Attempts</th><th class="opt">Failed at</th><th></th></tr></thead>
             <tbody>${page.items.map(
               (d) => html`<tr key=${d.key} data-letter=${d.key}>
                 <td><div class="mono">${d.key}</div><div class="muted small clip" title=${d.textPreview}>${d.textPreview}</div></td>
                 <td class="opt"><span class="error-text">${d.status ? `HTTP ${d.status}: ` : ''}${d.error}</span></td>
-                <td class="num">${d.attempts}</td>
+                <td class="num opt">${d.attempts}</td>
                 <td class="opt small">${fmtTime(d.failedAt)}</td>
-                <td class="actions">
+                <td><div class="actions">
                   <${Action} label="Retry" ariaLabel=${`Retry dead letter ${d.key}`} kind="primary small" disabled=${!!blocked} reason=${blocked} notify=${notify}
                     run=${act('retry', { keys: [d.key] }, d.key)} />
                   <${Action} label="Delete" confirm ariaLabel=${`Delete dead letter ${d.key}`} kind="danger small" disabled=${!!blocked} reason=${blocked} notify=${notify}
                     run=${act('delete', { keys: [d.key] }, d.key)} />
-                </td>
+                </div></td>
               </tr>`,
             )}</tbody>
           </table></div>`
@@ -486,4 +491,6 @@ function App() {
   `
 }
 
-render(html`<${App} />`, document.getElementById('app'))
+const root = document.getElementById('app')
+root.textContent = ''
+render(html`<${App} />`, root)
