@@ -1,10 +1,10 @@
 /**
  * `dashboardHandler()`: the page, its two assets and the JSON API as one node:http handler
  * that mounts under any path. Reads are GET; mutations are POST only and need, in this order:
- * not read-only, the `X-Embedq-Csrf: 1` header and a JSON content type (a cross-site page
- * cannot send either without a CORS preflight, and preflights are never answered), a
- * same-origin `Origin` when the browser sends one, then the bearer token and/or the
- * `authorize(req)` hook.
+ * not read-only, the `X-Embedq-Csrf: 1` header (a cross-site page cannot send it without a CORS
+ * preflight, and preflights are never answered), no `Sec-Fetch-Site: cross-site`, the bearer
+ * token and/or the `authorize(req)` hook, then a JSON body (Content-Type application/json, at
+ * most 64 KiB). Origin is not compared with Host: reverse proxies often rewrite Host.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -119,16 +119,6 @@ export function dashboardHandler(opts: DashboardOptions): DashboardHandler {
     if (readOnly) throw refuse('read_only', 'this dashboard is read-only')
     if (req.headers[CSRF_HEADER] !== '1')
       throw refuse('csrf', `mutations need the header ${'X-Embedq-Csrf'}: 1`)
-    const origin = req.headers.origin
-    if (origin !== undefined && origin !== 'null') {
-      let host: string
-      try {
-        host = new URL(origin).host
-      } catch {
-        throw refuse('cross_origin', 'unreadable Origin header')
-      }
-      if (host !== req.headers.host) throw refuse('cross_origin', 'cross-origin mutations are refused')
-    }
     if (req.headers['sec-fetch-site'] === 'cross-site')
       throw refuse('cross_origin', 'cross-site mutations are refused')
     if (auth === 'none')

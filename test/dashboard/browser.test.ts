@@ -183,6 +183,7 @@ describe.skipIf(!haveChromium)('dashboard in a real browser (chromium)', () => {
     const { page, errors } = await open(390, 844)
     try {
       await checkFigures(page)
+      await page.screenshot({ path: join(ARTIFACTS, 'dashboard-390x844-fold.png') })
       const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth')
       expect(overflow).toBeLessThanOrEqual(0)
       await expect.poll(() => page.locator('[data-testid="charts"] canvas').count()).toBe(2)
@@ -192,7 +193,6 @@ describe.skipIf(!haveChromium)('dashboard in a real browser (chromium)', () => {
       await page.getByRole('button', { name: 'Inspect' }).click()
       await expect.poll(() => page.locator('[data-testid="inspection"]').textContent()).toContain('failed')
       await page.screenshot({ path: join(ARTIFACTS, 'dashboard-390x844.png'), fullPage: true })
-      await page.screenshot({ path: join(ARTIFACTS, 'dashboard-390x844-fold.png') })
       expect(errors).toEqual([])
     } finally {
       await page.context().close()

@@ -29,7 +29,8 @@ function usePoll(load, deps, every = POLL_MS) {
     let stopped = false
     let timer
     const loop = async () => {
-      await run()
+      // A hidden tab does not poll (it catches up when shown again).
+      if (!document.hidden || !timer) await run()
       if (!stopped) timer = setTimeout(loop, every)
     }
     loop()
@@ -213,6 +214,7 @@ function PausePanel({ name, pause, time, blocked, notify, refresh }) {
       <dt>Rate limit</dt>
       <dd data-testid="rate-limit">${rl.paused ? html`<strong class="warn-text">${rl.reason ?? 'paused'}</strong>${rl.until ? `, claims resume in ${fmtDuration(rl.until - time)}` : ''}` : 'not limited'}</dd>
     </dl>
+    ${blocked ? html`<p class="muted small">Actions: ${blocked}.</p>` : null}
     <div class="actions">
       ${
         op.paused
@@ -264,7 +266,12 @@ const MINUTE_CHOICES = [
 
 function Charts({ name }) {
   const [minutes, setMinutes] = useState(60)
-  const [state] = usePoll(() => getJson(`${q(name)}/history?minutes=${minutes}`), [name, minutes])
+  // Per-minute points: the hour view follows every poll, longer ranges every 10 s.
+  const [state] = usePoll(
+    () => getJson(`${q(name)}/history?minutes=${minutes}`),
+    [name, minutes],
+    minutes > 60 ? 10_000 : POLL_MS,
+  )
   const points = state.data?.points ?? []
   const xs = points.map((p) => p.minute / 1000)
   const throughput = [
