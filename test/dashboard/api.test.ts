@@ -325,3 +325,32 @@ describe('dashboard authorization modes', () => {
     expect(() => dashboardHandler({ token: 'short', source: fakeSource() })).toThrow(/token/)
   })
 })
+
+describe('dashboard behind a body parser', () => {
+  it('takes the body express.json() already parsed instead of waiting for a consumed stream', async () => {
+    const { default: express } = await import('express')
+    const { dashboardHandler } = await import('../../src/dashboard/index.js')
+    const s = fakeSource()
+    const app = express()
+    app.use(express.json())
+    app.use('/ops/q', dashboardHandler({ source: s, token: TOKEN }))
+    const server = app.listen(0, '127.0.0.1')
+    await new Promise<void>((resolve) => server.once('listening', () => resolve()))
+    try {
+      const { port } = server.address() as import('node:net').AddressInfo
+      const res = await fetch(`http://127.0.0.1:${port}/ops/q/api/queues/chat/failed/retry`, {
+        method: 'POST',
+        headers: MUTATE,
+        body: JSON.stringify({ keys: ['msg:chat:1001'] }),
+        signal: AbortSignal.timeout(5_000),
+      })
+      expect(await res.json()).toEqual({ retried: 1 })
+      expect(s.mutations).toEqual([
+        { queue: 'chat', op: 'retryFailed', filter: { keys: ['msg:chat:1001'] }, count: 1 },
+      ])
+    } finally {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  })
+})
