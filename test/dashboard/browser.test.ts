@@ -104,6 +104,14 @@ describe.skipIf(!haveChromium)('dashboard in a real browser (chromium)', () => {
         'text too long',
       )
       expect(await page.locator('[data-testid="backfills"]').textContent()).toContain('in progress')
+      // Live: a change in the source shows up within a few polls, without a reload.
+      await page.evaluate('window.__sameDocument = true')
+      source.states.get('idle')!.pending.set('late:1', 'arrived after the page opened')
+      const idleRow = page.locator('table.queues tr[data-queue="idle"] [data-stat="unfinished"]')
+      await expect.poll(() => idleRow.textContent(), { timeout: 8_000 }).toBe('1')
+      expect(await page.evaluate('window.__sameDocument')).toBe(true)
+      source.states.get('idle')!.pending.delete('late:1')
+      await expect.poll(() => idleRow.textContent(), { timeout: 8_000 }).toBe('0')
       await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1280x800.png'), fullPage: true })
       await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1280x800-fold.png') })
       expect(errors).toEqual([])
