@@ -117,8 +117,7 @@ export function dashboardHandler(opts: DashboardOptions): DashboardHandler {
   async function authorizeMutation(req: IncomingMessage): Promise<void> {
     const refuse = (code: string, message: string): ApiError => new ApiError(403, code, message)
     if (readOnly) throw refuse('read_only', 'this dashboard is read-only')
-    if (req.headers[CSRF_HEADER] !== '1')
-      throw refuse('csrf', `mutations need the header ${'X-Embedq-Csrf'}: 1`)
+    if (req.headers[CSRF_HEADER] !== '1') throw refuse('csrf', 'mutations need the header X-Embedq-Csrf: 1')
     if (req.headers['sec-fetch-site'] === 'cross-site')
       throw refuse('cross_origin', 'cross-site mutations are refused')
     if (auth === 'none')
