@@ -12,6 +12,13 @@ export {
 } from './bulk.js'
 export type { DeadLetter } from './codec.js'
 export { decodeVector, encodeVector } from './codec.js'
+export {
+  type DashboardHandler,
+  type DashboardOptions,
+  type DashboardSource,
+  dashboardHandler,
+  discoverQueues,
+} from './dashboard/index.js'
 export type { Embedder, EmbedOptions } from './embedder.js'
 export {
   EmbedderError,

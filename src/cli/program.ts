@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { registerBackfill } from './backfill.js'
+import { registerDashboard } from './dashboard.js'
 import { registerFailed } from './failed.js'
 import { registerImportPython } from './import-python.js'
 import { registerPurge } from './purge.js'
@@ -52,6 +53,7 @@ Every command takes --redis <url> (default: $REDIS_URL, else redis://127.0.0.1:6
   registerFailed(program)
   registerPurge(program)
   registerImportPython(program)
+  registerDashboard(program)
   return program
 }
 

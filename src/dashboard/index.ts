@@ -1,0 +1,3 @@
+export { discoverQueues } from './discover.js'
+export { dashboardHandler, type MutationAuth } from './handler.js'
+export type { DashboardHandler, DashboardOptions, DashboardSource } from './types.js'
