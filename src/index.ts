@@ -7,6 +7,7 @@ export {
   EmbeddingFailedError,
   EmbedqError,
   EmbedTimeoutError,
+  ForeignVectorError,
   InvalidInputError,
   QueueFullError,
   QueueStoppedError,

@@ -100,6 +100,9 @@ export interface QueueEvents {
   error: [err: Error]
 }
 
+/** One shared no-op handler (a closure per job would cost ~60 bytes of heap per waiting result). */
+const ignore = (): void => {}
+
 const zeroVector = (dims: number): Promise<Float32Array> => Promise.resolve(new Float32Array(dims))
 
 interface Buffered {
@@ -400,7 +403,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       const results = this.waiters.registerExpected(written, this.o.resultTimeoutMs)
       jobs = written.map((w, j) => {
         const result = results[j]!
-        result.catch(() => {}) // a caller who never reads `result` must not crash the process
+        result.catch(ignore) // a caller who never reads `result` must not crash the process
         return { key: w.key, version: w.version, result }
       })
     } else {
