@@ -152,7 +152,7 @@ export class Waiters {
         await sub.subscribe(this.deps.keys.doneChannel, this.deps.keys.wakeChannel)
         // Messages from here on reach us; where the log ends now is where "seen" starts.
         if (this.logOn) await this.startLogPosition()
-        if (this.closed) return
+        if (this.closed || !this.logOn) return
         // The safety net against a message lost in a way we cannot see (the last one before
         // a silent drop): one O(1) look at the log per tick while anything waits.
         this.safetyNet ??= setInterval(() => this.catchUpSoon(0), this.deps.safetyNetMs ?? SAFETY_NET_MS)
