@@ -10,7 +10,13 @@ import type { WaitersFigures } from '../../bench/workloads/waiters.js'
 import { readDoneMessage } from '../../src/codec.js'
 import { type Deadline, DeadlineHeap } from '../../src/deadline-heap.js'
 import type { Embedder } from '../../src/embedder.js'
-import { EmbeddingBatchQueue, EmbedTimeoutError, ForeignVectorError, queueKeys } from '../../src/index.js'
+import {
+  EmbeddingBatchQueue,
+  EmbeddingFailedError,
+  EmbedTimeoutError,
+  ForeignVectorError,
+  queueKeys,
+} from '../../src/index.js'
 import { keySlot } from '../../src/keys.js'
 import { commandCalls, fakeEmbedder, fakeVector, sleep, uniqueName, waitFor } from '../helpers/fixtures.js'
 import { useQueueHarness } from '../helpers/queue-harness.js'
@@ -190,6 +196,42 @@ describe('#10.10 lost pub/sub messages are recovered from the done log, in O(mis
       await client.quit().catch(() => client.disconnect())
     }
   }, 30_000)
+
+  it('a message lost without any disconnect is found by the next safety-net tick (done and given up)', async () => {
+    const name = uniqueName()
+    const k = queueKeys('embedq', name)
+    const producer = h.queue({ name, worker: false })
+    await producer.start()
+    const [done, failed] = await producer.enqueueMany([
+      { key: `silent:${name}:d`, text: 'd' },
+      { key: `silent:${name}:f`, text: 'f' },
+    ])
+    // What an ack and a give-up leave behind, with their PUBLISH lost on the way.
+    const vector = fakeVector('d', 8)
+    await h.redis.hset(
+      done!.key,
+      'embedding',
+      Buffer.from(vector.buffer),
+      'embedding_version',
+      String(done!.version),
+    )
+    const letter = JSON.stringify({
+      key: failed!.key,
+      version: failed!.version,
+      text: 'f',
+      error: 'boom',
+      attempts: 3,
+      failedAt: Date.now(),
+    })
+    await h.redis.hset(k.failed, failed!.key, letter)
+    const body = `D${done!.version}:${Buffer.byteLength(done!.key)}:${done!.key}0:F${failed!.version}:${Buffer.byteLength(failed!.key)}:${failed!.key}0:`
+    await h.redis.xadd(k.doneStream, '*', 'p', '0-0', 'm', body)
+    const started = Date.now()
+    expect(Array.from(await done!.result)).toEqual(Array.from(vector))
+    await expect(failed!.result).rejects.toBeInstanceOf(EmbeddingFailedError)
+    // Found by the tick (every 5 s), not by a timeout.
+    expect(Date.now() - started).toBeLessThan(7_000)
+  }, 15_000)
 
   it('every done message carries its log position, chained to the one before', async () => {
     const name = uniqueName()
