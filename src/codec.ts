@@ -47,6 +47,24 @@ export interface DoneEntry {
  * Lengths are in bytes (Lua's `#`), so the message is parsed as a Buffer.
  */
 export function parseDoneMessage(raw: Buffer): DoneEntry[] {
+  return readDoneMessage(raw).entries
+}
+
+/** Where a done message sits in the done log (the capped stream next to the channel). */
+export interface DoneLogPosition {
+  /** ID of the log entry written just before this one ('0-0' when the log was empty). */
+  readonly prev: string
+  /** ID of this message's log entry. */
+  readonly id: string
+}
+
+const STREAM_ID = /^\d+-\d+$/
+
+/**
+ * A done message: an optional `#<prev id>:<id>:` header (present when the queue keeps a done
+ * log), then the entries. The header lets a subscriber tell a missed message from none.
+ */
+export function readDoneMessage(raw: Buffer): { log: DoneLogPosition | undefined; entries: DoneEntry[] } {
   const out: DoneEntry[] = []
   let i = 0
   const readUntilColon = (): string => {
@@ -55,6 +73,14 @@ export function parseDoneMessage(raw: Buffer): DoneEntry[] {
     const s = raw.toString('latin1', i, end)
     i = end + 1
     return s
+  }
+  let log: DoneLogPosition | undefined
+  if (raw[0] === 0x23) {
+    i = 1
+    const prev = readUntilColon()
+    const id = readUntilColon()
+    if (!STREAM_ID.test(prev) || !STREAM_ID.test(id)) throw new Error('malformed done message: log position')
+    log = { prev, id }
   }
   while (i < raw.length) {
     const status = String.fromCharCode(raw[i] as number)
@@ -69,7 +95,22 @@ export function parseDoneMessage(raw: Buffer): DoneEntry[] {
     if (status !== 'D' && status !== 'F') throw new Error(`malformed done message: status ${status}`)
     out.push({ status, version, key, message })
   }
-  return out
+  return { log, entries: out }
+}
+
+/** Orders two Redis stream IDs (`<ms>-<seq>`): negative, 0 or positive like a comparator. */
+export function compareStreamIds(a: string, b: string): number {
+  const da = a.indexOf('-')
+  const db = b.indexOf('-')
+  const ms = Number(a.slice(0, da)) - Number(b.slice(0, db))
+  if (ms !== 0) return ms
+  return Number(a.slice(da + 1)) - Number(b.slice(db + 1))
+}
+
+/** The smallest stream ID after `id` (an inclusive XRANGE start that skips `id`, Redis 5+). */
+export function nextStreamId(id: string): string {
+  const d = id.indexOf('-')
+  return `${id.slice(0, d)}-${Number(id.slice(d + 1)) + 1}`
 }
 
 /** What the `failed` hash holds per key. */

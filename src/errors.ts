@@ -197,3 +197,26 @@ export class QuotaExhaustedError extends EmbedqError {
     this.quotaId = quotaId
   }
 }
+
+/**
+ * A target hash holds, at the version a result was waited for (or newer), a blob that is not
+ * one of this queue's vectors: its length is not `dimensions × 4` bytes (restored or foreign
+ * data, another queue's model). The waiter rejects with this instead of resolving with it.
+ */
+export class ForeignVectorError extends EmbedqError {
+  override name = 'ForeignVectorError'
+  constructor(
+    /** The target key. */
+    readonly key: string,
+    /** The `embedding_version` the target holds. */
+    readonly version: number,
+    /** The blob's length in bytes. */
+    readonly bytes: number,
+    /** `dimensions × 4`. */
+    readonly expectedBytes: number,
+  ) {
+    super(
+      `${JSON.stringify(key)} holds a ${bytes}-byte blob at version ${version}, not a vector of this queue (${expectedBytes} bytes); it was not returned`,
+    )
+  }
+}

@@ -26,6 +26,7 @@ export {
   EmbeddingFailedError,
   EmbedqError,
   EmbedTimeoutError,
+  ForeignVectorError,
   InvalidInputError,
   QueueFullError,
   QueueStoppedError,

@@ -29,6 +29,11 @@ export interface QueueKeys {
   readonly pauseInfo: string
   /** HASH 10-second bucket -> items finished (the last minute is kept). */
   readonly throughput: string
+  /**
+   * STREAM capped log of the done notifications (ids + keys, no dead-letter bodies): a
+   * subscriber that missed messages reads what it missed from here.
+   */
+  readonly doneStream: string
   /** Pub/sub channel of done and failed notifications. */
   readonly doneChannel: string
   /** Pub/sub channel that wakes workers (full batch, flush, reclaim). */
@@ -53,6 +58,7 @@ export function queueKeys(prefix: string, name: string): QueueKeys {
     pause: `${base}:pause`,
     pauseInfo: `${base}:pauseinfo`,
     throughput: `${base}:throughput`,
+    doneStream: `${base}:done-log`,
     doneChannel: `${base}:done`,
     wakeChannel: `${base}:wake`,
   }

@@ -119,12 +119,38 @@ export interface PauseResult {
   quotaStarted: boolean
 }
 
+/**
+ * Whether `redis` is the in-process ioredis-mock (it models no connection, so it has no
+ * `status`). Its streams cannot be trimmed safely (IDs repeat after a trim), so no done log
+ * is kept there; its pub/sub cannot lose a message either.
+ */
+export function isInProcessMock(redis: RedisLike): boolean {
+  return (
+    (redis as { status?: string }).status === undefined &&
+    (redis as { isCluster?: boolean }).isCluster !== true
+  )
+}
+
+/** Items the done log keeps, about: its length cap in entries is this over the chunk size. */
+export const DONE_LOG_ITEMS = 100_000
+
+/** The done log's cap (in entries) for a message of `items` entries; 0 keeps no log. */
+function doneLogCap(keepLog: boolean, items: number): number {
+  if (!keepLog) return 0
+  return Math.min(DONE_LOG_ITEMS, Math.max(100, Math.ceil(DONE_LOG_ITEMS / Math.max(1, items))))
+}
+
 /** One queue's view of the scripts: fills in its keys and channels. */
 export class QueueScripts {
+  /** Whether acks and give-ups append to the done log (not on the in-process mock). */
+  private readonly keepDoneLog: boolean
+
   constructor(
     private readonly redis: RedisLike,
     private readonly k: QueueKeys,
-  ) {}
+  ) {
+    this.keepDoneLog = !isInProcessMock(redis)
+  }
 
   private run(name: LuaScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
     return runScript(this.redis, name, keys, args)
@@ -178,9 +204,10 @@ export class QueueScripts {
     const k = this.k
     const args: Arg[] = [token, k.doneChannel]
     for (const it of items) args.push(it.key, String(it.version))
+    args.push(doneLogCap(this.keepDoneLog, items.length))
     return (await this.run(
       'ack',
-      [k.inflight, k.leases, k.jobs, k.versions, k.retries, k.pending, k.throughput],
+      [k.inflight, k.leases, k.jobs, k.versions, k.retries, k.pending, k.throughput, k.doneStream],
       args,
     )) as string[]
   }
@@ -190,9 +217,21 @@ export class QueueScripts {
     const args: Arg[] = [token, k.doneChannel]
     for (const it of items)
       args.push(it.key, String(it.version), it.mode, Math.max(0, Math.round(it.delayMs)), it.letter)
+    args.push(doneLogCap(this.keepDoneLog, items.length))
     const res = (await this.run(
       'fail',
-      [k.inflight, k.leases, k.jobs, k.versions, k.retries, k.delayed, k.failed, k.pending, k.flush],
+      [
+        k.inflight,
+        k.leases,
+        k.jobs,
+        k.versions,
+        k.retries,
+        k.delayed,
+        k.failed,
+        k.pending,
+        k.flush,
+        k.doneStream,
+      ],
       args,
     )) as number[]
     return res.map(Number)

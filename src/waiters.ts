@@ -1,31 +1,68 @@
 /**
  * Result waiters of one queue instance. One subscriber connection serves every waiter
- * (twenty thousand waiting promises still use one connection). A waiter resolves with the
- * vector of its version or of any newer version of the same key: the latest text wins.
+ * (a million waiting promises still use one connection). A waiter resolves with the vector
+ * of its version or of any newer version of the same key: the latest text wins.
  *
  * No lost wake-up: the keys of an enqueue are announced (`expect`) after the subscription
  * is live and before the enqueue script runs; a done entry that a worker elsewhere publishes
  * before the script's reply comes back is kept and replayed when the waiters register.
- * `watch()` (for keys enqueued elsewhere) subscribes first, then checks Redis. After a reconnect every waiter is checked again, since messages sent
- * while the subscriber was away are gone.
+ * `watch()` (for keys enqueued elsewhere) subscribes first, then checks Redis.
+ *
+ * Waiting scales with what happens, not with what waits:
+ * - A waiter is one small object in a per-key chain; result timeouts share one timer
+ *   (`DeadlineHeap`), so a million waiters are a million objects, not a million timers.
+ * - Lost pub/sub messages are found through the done log, a capped stream the ack and fail
+ *   scripts append to next to each PUBLISH. Every message carries its log position
+ *   (`#<prev id>:<id>:`), so a message whose `prev` is not the last ID seen here reveals a gap.
+ *   After a gap, a reconnect, or on the safety-net tick, the log is read from the last ID
+ *   seen: one `XREVRANGE … COUNT 1` when nothing was missed, O(missed) entries otherwise.
+ *   Only when the log no longer reaches back that far (trimmed, deleted, a failover that lost
+ *   entries) are the waiters rechecked against their targets, one bounded page at a time.
+ * - `close()` rejects every waiter with one shared `QueueStoppedError`: no copy of the map,
+ *   no error object per waiter.
  */
 import type { Cluster, Redis } from 'ioredis'
-import { type DeadLetter, type DoneEntry, decodeVector, parseDoneMessage } from './codec.js'
-import { EmbeddingFailedError, EmbedTimeoutError, QueueStoppedError } from './errors.js'
+import {
+  compareStreamIds,
+  type DeadLetter,
+  type DoneEntry,
+  type DoneLogPosition,
+  decodeVector,
+  nextStreamId,
+  readDoneMessage,
+} from './codec.js'
+import { type Deadline, DeadlineHeap } from './deadline-heap.js'
+import { EmbeddingFailedError, EmbedTimeoutError, ForeignVectorError, QueueStoppedError } from './errors.js'
 import type { QueueKeys } from './keys.js'
 import type { Logger } from './logger.js'
-import type { RedisLike } from './scripts.js'
-import type { TargetStore } from './target-store.js'
+import { isInProcessMock, type RedisLike } from './scripts.js'
+import type { StoredVector, TargetStore } from './target-store.js'
 
-/** Waiters are checked against Redis this often even when no message says so. */
-const RECHECK_INTERVAL_MS = 5_000
+/** The done log is checked this often even when no message says something was missed. */
+const SAFETY_NET_MS = 5_000
+/** Done-log entries read per XRANGE while catching up. */
+const LOG_PAGE = 100
+/** Targets (or dead letters) read per step: catch-up reads and paged rechecks. */
+const READ_PAGE = 1_000
+/** Log positions of messages that arrived out of chain order, remembered to link them later. */
+const MAX_UNCHAINED = 1_000
+/** A result announced done but not found in its target is read again this often… */
+const REREAD_MS = 1_000
+/** …this many times (read errors do not count: those are retried while the waiter waits). */
+const MAX_REREADS = 5
 
-interface Waiter {
-  version: number
-  resolve(vector: Float32Array): void
-  reject(err: Error): void
-  timer: NodeJS.Timeout | undefined
+interface Waiter extends Deadline {
+  readonly key: string
+  readonly version: number
+  /** 0: no timeout. */
+  readonly timeoutMs: number
+  readonly resolve: (vector: Float32Array) => void
+  readonly reject: (err: Error) => void
+  /** The next waiter of the same key. */
+  next: Waiter | undefined
 }
+
+type Outcome = { vector: Float32Array } | { error: Error }
 
 export interface WaitersDeps {
   redis: RedisLike
@@ -37,23 +74,45 @@ export interface WaitersDeps {
   onWake(reason: string): void
   /** Some item finished (any process): flushAndWait re-checks. */
   onActivity(): void
+  /** The safety-net interval (tests shorten it). @default 5_000 */
+  safetyNetMs?: number
 }
 
 export class Waiters {
   private sub: Redis | Cluster | undefined
   private subscribed: Promise<void> | undefined
-  private readonly byKey = new Map<string, Waiter[]>()
+  /** key -> first waiter of the key (the others follow through `next`). */
+  private readonly byKey = new Map<string, Waiter>()
+  private readonly deadlines = new DeadlineHeap<Waiter>((w) => this.expire(w))
   /** Vectors this process is acknowledging right now: a done message for them needs no read. */
   private readonly local = new Map<string, { version: number; vector: Float32Array }>()
   /** Keys whose enqueue script is in flight (count per key), and done entries seen for them. */
   private readonly expected = new Map<string, number>()
   private readonly early = new Map<string, DoneEntry>()
   private closed = false
-  private safetyNet: NodeJS.Timeout | undefined
-  private recheckTimer: NodeJS.Timeout | undefined
   private count = 0
 
-  constructor(private readonly deps: WaitersDeps) {}
+  /** Whether acks append to the done log (not on the in-process mock, see `isInProcessMock`). */
+  private readonly logOn: boolean
+  /** The done-log ID up to which every message was seen here (undefined: not known). */
+  private seen: string | undefined
+  /** prev -> id of messages that did not chain onto `seen` (yet). */
+  private readonly unchained = new Map<string, string>()
+  /** Something may have been missed: the next catch-up reads the log even with no waiter. */
+  private gap = false
+  private catchingUp = false
+  private catchUpAgain = false
+  private catchUpTimer: NodeJS.Timeout | undefined
+  private safetyNet: NodeJS.Timeout | undefined
+  private sweeping = false
+  private sweepAgain = false
+  /** Results announced done but not readable yet: key -> version and reads so far. */
+  private readonly rereads = new Map<string, { version: number; reads: number; letter: boolean }>()
+  private rereadTimer: NodeJS.Timeout | undefined
+
+  constructor(private readonly deps: WaitersDeps) {
+    this.logOn = !isInProcessMock(deps.redis)
+  }
 
   /** Number of promises waiting here. */
   get size(): number {
@@ -73,16 +132,14 @@ export class Waiters {
           first = false
           return
         }
-        // Reconnected: whatever was published meanwhile is lost, so look in Redis.
-        void this.recheck().catch((err) => this.deps.logger.warn({ err }, 'embedq recheck failed'))
+        // Reconnected: whatever was published meanwhile is gone from pub/sub; read the log.
+        this.suspectGap(0)
       })
       if ((sub as { isCluster?: boolean }).isCluster === true) {
         // A Cluster moves its subscriber connection to another node when that node goes away,
         // with no 'ready' event; messages published meanwhile are gone. '-node' is the hint.
-        sub.on('-node', () => this.recheckSoon(500))
+        sub.on('-node', () => this.suspectGap(500))
       }
-      // The safety net for a message lost in any way we cannot see.
-      this.safetyNet = setInterval(() => this.recheckSoon(0), RECHECK_INTERVAL_MS)
       if ((sub as { status?: string }).status === undefined) {
         // ioredis-mock emits only 'message' (strings); real ioredis emits both, so use one.
         sub.on('message', (channel: string, message: string) => this.onMessage(channel, Buffer.from(message)))
@@ -91,11 +148,24 @@ export class Waiters {
           this.onMessage(channel.toString(), message),
         )
       }
-      this.subscribed = sub
-        .subscribe(this.deps.keys.doneChannel, this.deps.keys.wakeChannel)
-        .then(() => undefined)
-      this.subscribed.catch(() => {
+      const subscribed = (async () => {
+        await sub.subscribe(this.deps.keys.doneChannel, this.deps.keys.wakeChannel)
+        // Messages from here on reach us; where the log ends now is where "seen" starts.
+        if (this.logOn) await this.startLogPosition()
+        if (this.closed || !this.logOn) return
+        // The safety net against a message lost in a way we cannot see (the last one before
+        // a silent drop): one O(1) look at the log per tick while anything waits.
+        this.safetyNet ??= setInterval(() => this.catchUpSoon(0), this.deps.safetyNetMs ?? SAFETY_NET_MS)
+      })()
+      this.subscribed = subscribed
+      subscribed.catch(() => {
+        if (this.subscribed !== subscribed) return
         this.subscribed = undefined
+        // Do not leave a half-open connection behind; the next call opens a new one.
+        if (this.sub === sub) this.sub = undefined
+        sub.removeAllListeners()
+        sub.on('error', () => {})
+        sub.disconnect()
       })
     }
     return this.subscribed
@@ -111,16 +181,22 @@ export class Waiters {
         reject(new QueueStoppedError('queue stopped'))
         return
       }
-      const waiter: Waiter = { version, resolve, reject, timer: undefined }
-      if (timeoutMs > 0) {
-        waiter.timer = setTimeout(() => {
-          if (this.remove(key, waiter)) reject(new EmbedTimeoutError(key, timeoutMs))
-        }, timeoutMs)
+      const waiter: Waiter = {
+        key,
+        version,
+        timeoutMs,
+        resolve,
+        reject,
+        next: this.byKey.get(key),
+        deadline: 0,
+        slot: -1,
       }
-      const list = this.byKey.get(key)
-      if (list) list.push(waiter)
-      else this.byKey.set(key, [waiter])
+      this.byKey.set(key, waiter)
       this.count++
+      if (timeoutMs > 0) {
+        waiter.deadline = Date.now() + timeoutMs
+        this.deadlines.add(waiter)
+      }
     })
   }
 
@@ -132,32 +208,77 @@ export class Waiters {
     return p
   }
 
-  private remove(key: string, waiter: Waiter): boolean {
-    const list = this.byKey.get(key)
-    if (!list) return false
-    const i = list.indexOf(waiter)
-    if (i === -1) return false
-    list.splice(i, 1)
-    if (list.length === 0) this.byKey.delete(key)
-    if (waiter.timer) clearTimeout(waiter.timer)
+  /** A result timeout: the heap has already dropped the waiter. */
+  private expire(waiter: Waiter): void {
+    if (this.unlink(waiter)) waiter.reject(new EmbedTimeoutError(waiter.key, waiter.timeoutMs))
+  }
+
+  /** Takes `waiter` out of its key's chain (and the deadline heap). */
+  private unlink(waiter: Waiter): boolean {
+    const head = this.byKey.get(waiter.key)
+    if (!head) return false
+    if (head === waiter) {
+      if (waiter.next) this.byKey.set(waiter.key, waiter.next)
+      else this.byKey.delete(waiter.key)
+    } else {
+      let prev = head
+      while (prev.next && prev.next !== waiter) prev = prev.next
+      if (!prev.next) return false
+      prev.next = waiter.next
+    }
+    waiter.next = undefined
+    this.deadlines.remove(waiter)
     this.count--
     return true
   }
 
   /** Settles every waiter of `key` whose version is at most `version`. */
-  private settle(key: string, version: number, outcome: { vector: Float32Array } | { error: Error }): void {
-    const list = this.byKey.get(key)
-    if (!list) return
-    for (const w of [...list]) {
-      if (w.version > version) continue
-      this.remove(key, w)
-      if ('vector' in outcome) w.resolve(outcome.vector)
-      else w.reject(outcome.error)
+  private settle(key: string, version: number, outcome: Outcome): void {
+    let w = this.byKey.get(key)
+    if (!w) return
+    let head: Waiter | undefined
+    let tail: Waiter | undefined
+    while (w) {
+      const next: Waiter | undefined = w.next
+      w.next = undefined
+      if (w.version > version) {
+        // Waits for newer text: keep it.
+        if (tail) tail.next = w
+        else head = w
+        tail = w
+      } else {
+        this.deadlines.remove(w)
+        this.count--
+        if ('vector' in outcome) w.resolve(outcome.vector)
+        else w.reject(outcome.error)
+      }
+      w = next
     }
+    if (head) this.byKey.set(key, head)
+    else this.byKey.delete(key)
   }
 
   private waitsFor(key: string, version: number): boolean {
-    return this.byKey.get(key)?.some((w) => w.version <= version) ?? false
+    for (let w = this.byKey.get(key); w; w = w.next) if (w.version <= version) return true
+    return false
+  }
+
+  /**
+   * Settles the waiters of `key` with what its target holds, if it is the result they wait
+   * for (version high enough). A blob that is not `dimensions × 4` bytes is not one of this
+   * queue's vectors: they reject with `ForeignVectorError` instead of resolving with it.
+   * Returns whether the target held a result.
+   */
+  private settleStored(key: string, stored: StoredVector): boolean {
+    const { blob, version } = stored
+    if (!blob || version === null) return false
+    const expected = this.deps.dimensions * 4
+    if (blob.length !== expected) {
+      this.settle(key, version, { error: new ForeignVectorError(key, version, blob.length, expected) })
+    } else {
+      this.settle(key, version, { vector: decodeVector(blob) })
+    }
+    return true
   }
 
   /** The local worker is about to acknowledge these vectors. */
@@ -187,19 +308,26 @@ export class Waiters {
       return
     }
     if (channel !== this.deps.keys.doneChannel) return
-    let entries: DoneEntry[]
+    let parsed: ReturnType<typeof readDoneMessage>
     try {
-      entries = parseDoneMessage(message)
+      parsed = readDoneMessage(message)
     } catch (err) {
       this.deps.logger.warn({ err }, 'embedq: ignoring malformed done message')
       return
     }
-    this.handleEntries(entries)
+    if (parsed.log && this.logOn) this.noteLogPosition(parsed.log)
+    void this.handleEntries(parsed.entries)
     this.deps.onActivity()
   }
 
-  private handleEntries(entries: readonly DoneEntry[]): void {
+  /**
+   * Settles the waiters of these done entries: from memory when this process wrote the
+   * vector, else by reading the targets (and, for failures the log lists without their
+   * dead letter, the `failed` hash). Resolves when the reads are done.
+   */
+  private async handleEntries(entries: readonly DoneEntry[]): Promise<void> {
     const toRead: { key: string; version: number }[] = []
+    const letters: { key: string; version: number }[] = []
     for (const e of entries) {
       if (!this.waitsFor(e.key, e.version)) {
         // Its enqueue reply is still on the way: keep the entry for the waiter about to come.
@@ -210,20 +338,24 @@ export class Waiters {
         continue
       }
       if (e.status === 'F') {
-        try {
-          this.failLocal(JSON.parse(e.message) as DeadLetter)
-        } catch {
-          this.settle(e.key, e.version, {
-            error: new EmbeddingFailedError(e.key, 0, 'unreadable dead letter'),
-          })
-        }
+        if (e.message === '') letters.push({ key: e.key, version: e.version })
+        else this.failFromJson(e.key, e.version, e.message)
         continue
       }
       const mine = this.local.get(e.key)
       if (mine && mine.version === e.version) this.settle(e.key, e.version, { vector: mine.vector })
       else toRead.push({ key: e.key, version: e.version })
     }
-    if (toRead.length) void this.readAndSettle(toRead)
+    if (toRead.length) await this.readAndSettle(toRead)
+    if (letters.length) await this.readDeadLetters(letters)
+  }
+
+  private failFromJson(key: string, version: number, json: string): void {
+    try {
+      this.failLocal(JSON.parse(json) as DeadLetter)
+    } catch {
+      this.settle(key, version, { error: new EmbeddingFailedError(key, 0, 'unreadable dead letter') })
+    }
   }
 
   /**
@@ -247,7 +379,7 @@ export class Waiters {
       if (e) early.push(e)
     }
     this.unexpect(items.map((i) => i.key))
-    if (early.length) this.handleEntries(early)
+    if (early.length) void this.handleEntries(early)
     return promises
   }
 
@@ -263,38 +395,98 @@ export class Waiters {
     }
   }
 
-  private async readAndSettle(items: { key: string; version: number }[]): Promise<void> {
-    try {
-      const stored = await this.deps.targets.read(items.map((i) => i.key))
-      let unread = 0
-      items.forEach((it, i) => {
-        const s = stored[i]!
-        if (s.blob && s.version !== null && s.version >= it.version) {
-          this.settle(it.key, s.version, { vector: decodeVector(s.blob) })
-        } else unread++
+  /**
+   * Reads the targets of results announced as done, one page at a time, and settles their
+   * waiters. A target that does not hold the result (yet), or a read that failed, is read
+   * again later (`rereads`).
+   */
+  private async readAndSettle(items: readonly { key: string; version: number }[]): Promise<void> {
+    for (let i = 0; i < items.length && !this.closed; i += READ_PAGE) {
+      const page = items.slice(i, i + READ_PAGE)
+      let stored: StoredVector[]
+      try {
+        stored = await this.deps.targets.read(page.map((it) => it.key))
+      } catch (err) {
+        this.deps.logger.warn({ err }, 'embedq: reading finished vectors failed; they are read again later')
+        this.readAgain(page, false)
+        continue
+      }
+      const unread: { key: string; version: number }[] = []
+      page.forEach((it, j) => {
+        const s = stored[j]!
+        if (s.version === null || s.version < it.version || !this.settleStored(it.key, s)) unread.push(it)
       })
-      // Announced as done but not readable (yet): a read that failed. Look again soon.
-      if (unread > 0) this.recheckSoon(1_000)
-    } catch (err) {
-      this.deps.logger.warn({ err }, 'embedq: reading finished vectors failed; waiters are re-checked later')
-      this.recheckSoon(1_000)
+      if (unread.length) this.readAgain(unread, true)
     }
   }
 
-  /** Rechecks every waiter soon (calls coalesce). */
-  private recheckSoon(ms: number): void {
-    if (this.recheckTimer || this.closed || this.count === 0) return
-    this.recheckTimer = setTimeout(() => {
-      this.recheckTimer = undefined
-      void this.recheck().catch((err) => this.deps.logger.warn({ err }, 'embedq recheck failed'))
-    }, ms)
+  /**
+   * Schedules another read of results announced as done: their target did not hold the
+   * result (`counted`: at most MAX_REREADS times), or the read failed (retried while the
+   * waiter waits). `letter`: what is read again is the dead letter.
+   */
+  private readAgain(
+    items: readonly { key: string; version: number }[],
+    counted: boolean,
+    letter = false,
+  ): void {
+    for (const it of items) {
+      const prev = this.rereads.get(it.key)
+      const reads = (prev?.reads ?? 0) + (counted ? 1 : 0)
+      if (reads > MAX_REREADS) {
+        this.rereads.delete(it.key)
+        this.deps.logger.warn(
+          { key: it.key, version: it.version },
+          'embedq: a result announced as done is not in its target hash; its waiters wait for their timeout',
+        )
+        continue
+      }
+      this.rereads.set(it.key, { version: Math.max(prev?.version ?? 0, it.version), reads, letter })
+    }
+    if (this.rereads.size === 0 || this.rereadTimer || this.closed) return
+    this.rereadTimer = setTimeout(() => {
+      this.rereadTimer = undefined
+      const vectors: { key: string; version: number }[] = []
+      const letters: { key: string; version: number }[] = []
+      for (const [key, r] of this.rereads) {
+        if (!this.waitsFor(key, r.version)) this.rereads.delete(key)
+        else (r.letter ? letters : vectors).push({ key, version: r.version })
+      }
+      void (async () => {
+        await this.readAndSettle(vectors)
+        await this.readDeadLetters(letters)
+        for (const it of vectors.concat(letters)) {
+          if (!this.waitsFor(it.key, it.version)) this.rereads.delete(it.key)
+        }
+      })()
+    }, REREAD_MS)
+  }
+
+  /** Reads the dead letters of failures the log listed without their body. Never throws. */
+  private async readDeadLetters(items: readonly { key: string; version: number }[]): Promise<void> {
+    for (let i = 0; i < items.length && !this.closed; i += READ_PAGE) {
+      const page = items.slice(i, i + READ_PAGE)
+      let letters: (string | null)[]
+      try {
+        letters = await (this.deps.redis as Redis).hmget(this.deps.keys.failed, ...page.map((it) => it.key))
+      } catch (err) {
+        this.deps.logger.warn({ err }, 'embedq: reading dead letters failed; they are read again later')
+        this.readAgain(page, false, true)
+        continue
+      }
+      page.forEach((it, j) => {
+        const raw = letters[j]
+        // No letter any more: the key was enqueued again; its waiters wait for the new text.
+        if (raw) this.failFromJson(it.key, it.version, raw)
+      })
+    }
   }
 
   /**
-   * Looks in Redis for waiters whose result is already there (after a reconnect, for
-   * `watch()`, and periodically as a safety net).
+   * Looks in Redis for waiters of `keys` whose result is already there (for `watch()`, and
+   * one page at a time when the done log cannot tell what was missed).
    */
-  async recheck(keys: readonly string[] = [...this.byKey.keys()]): Promise<void> {
+  async recheck(keys: readonly string[]): Promise<void> {
     if (keys.length === 0 || this.closed) return
     const stored = await this.deps.targets.read(keys)
     const failed = await (this.deps.redis as Redis).hmget(this.deps.keys.failed, ...keys)
@@ -307,25 +499,239 @@ export class Waiters {
           // unreadable dead letter: leave the waiter to its timeout
         }
       }
-      const s = stored[i]!
-      if (s.blob && s.version !== null) this.settle(key, s.version, { vector: decodeVector(s.blob) })
+      this.settleStored(key, stored[i]!)
     })
   }
 
-  /** Rejects every waiter with `QueueStoppedError` and closes the subscriber this created. */
+  /**
+   * Rechecks every waiter against its target and dead letter, `READ_PAGE` keys per step (no
+   * copy of the waiter map). Only when the done log cannot say what was missed.
+   */
+  private async recheckAll(): Promise<void> {
+    if (this.sweeping) {
+      this.sweepAgain = true
+      return
+    }
+    this.sweeping = true
+    try {
+      do {
+        this.sweepAgain = false
+        // A Map iterator survives deletions and insertions; `total` bounds the walk.
+        const total = this.byKey.size
+        const keys = this.byKey.keys()
+        for (let visited = 0; visited < total && !this.closed; ) {
+          const page: string[] = []
+          for (let r = keys.next(); !r.done; r = keys.next()) {
+            page.push(r.value)
+            if (page.length === READ_PAGE) break
+          }
+          if (page.length === 0) break
+          visited += page.length
+          await this.recheck(page)
+        }
+      } while (this.sweepAgain && !this.closed)
+    } finally {
+      this.sweeping = false
+    }
+  }
+
+  private recheckAllSoon(): void {
+    void this.recheckAll().catch((err) => {
+      this.deps.logger.warn({ err }, 'embedq recheck failed; the next safety-net tick tries again')
+      this.gap = true
+      this.seen = undefined
+    })
+  }
+
+  // --- the done log ------------------------------------------------------------------------
+
+  /** The ID of the done log's last entry (undefined: no log). One O(1) command. */
+  private async latestLogId(): Promise<string | undefined> {
+    const last = (await (this.deps.redis as Redis).xrevrange(
+      this.deps.keys.doneStream,
+      '+',
+      '-',
+      'COUNT',
+      1,
+    )) as [string, string[]][]
+    return last[0]?.[0]
+  }
+
+  /** Right after subscribing: messages after the log's current end will reach us. */
+  private async startLogPosition(): Promise<void> {
+    try {
+      this.seen = (await this.latestLogId()) ?? '0-0'
+      this.linkUnchained()
+    } catch (err) {
+      // Unknown: the first catch-up starts from the end and rechecks the waiters once.
+      this.deps.logger.warn({ err }, 'embedq: could not read the done log; waiters are rechecked later')
+      this.seen = undefined
+      this.gap = true
+    }
+  }
+
+  /** A done message's log position: advance `seen`, or note a gap and catch up. */
+  private noteLogPosition({ prev, id }: DoneLogPosition): void {
+    const seen = this.seen
+    if (seen !== undefined && prev === seen) {
+      this.seen = id
+      this.linkUnchained()
+      return
+    }
+    // Already covered (a message that raced the start position).
+    if (seen !== undefined && compareStreamIds(id, seen) <= 0) return
+    if (this.unchained.size >= MAX_UNCHAINED) this.unchained.clear()
+    this.unchained.set(prev, id)
+    // Before the start position is known, the race is expected; after, it is a gap.
+    if (seen !== undefined) this.suspectGap(0)
+  }
+
+  /** Follows remembered positions that chain onto `seen`; drops those it has passed. */
+  private linkUnchained(): void {
+    if (this.seen === undefined || this.unchained.size === 0) return
+    for (let next = this.unchained.get(this.seen); next !== undefined; next = this.unchained.get(this.seen)) {
+      this.unchained.delete(this.seen)
+      this.seen = next
+    }
+    for (const [prev, id] of this.unchained) {
+      if (compareStreamIds(id, this.seen) <= 0) this.unchained.delete(prev)
+    }
+    if (this.unchained.size > 0) this.suspectGap(0)
+  }
+
+  private suspectGap(ms: number): void {
+    this.gap = true
+    this.catchUpSoon(ms)
+  }
+
+  /** Reads the done log soon (calls coalesce). */
+  private catchUpSoon(ms: number): void {
+    if (this.catchUpTimer || this.closed || !this.logOn) return
+    this.catchUpTimer = setTimeout(() => {
+      this.catchUpTimer = undefined
+      void this.catchUp().catch((err) => {
+        this.gap = true
+        this.deps.logger.warn({ err }, 'embedq: reading the done log failed; the next tick tries again')
+      })
+    }, ms)
+  }
+
+  /** Reads what was missed from the done log (one run at a time; calls made meanwhile rerun it). */
+  async catchUp(): Promise<void> {
+    if (!this.logOn) return
+    if (this.catchingUp) {
+      this.catchUpAgain = true
+      return
+    }
+    this.catchingUp = true
+    try {
+      do {
+        this.catchUpAgain = false
+        await this.catchUpOnce()
+      } while (this.catchUpAgain && !this.closed)
+    } finally {
+      this.catchingUp = false
+    }
+  }
+
+  private async catchUpOnce(): Promise<void> {
+    const idle = this.count === 0 && this.expected.size === 0
+    if (this.closed || (idle && !this.gap)) return
+    const seen = this.seen
+    const latest = await this.latestLogId()
+    if (idle || seen === undefined) {
+      // Nothing waits (what was missed concerns nobody), or where we stood is unknown:
+      // resume from the log's end, and in the second case recheck the waiters once.
+      this.seen = latest ?? '0-0'
+      this.unchained.clear()
+      this.gap = false
+      if (seen === undefined && !idle) this.recheckAllSoon()
+      return
+    }
+    if (latest === undefined || compareStreamIds(latest, seen) < 0) {
+      this.gap = false
+      if (latest === undefined && seen === '0-0') return
+      // The log is gone or was recreated behind us (deleted, flushed, a restart without
+      // persistence, a failover that lost entries): it cannot say what was missed.
+      this.seen = latest ?? '0-0'
+      this.unchained.clear()
+      this.recheckAllSoon()
+      return
+    }
+    if (latest === seen) {
+      this.gap = false
+      return
+    }
+    let cursor = seen
+    let broken = false
+    for (;;) {
+      const page = await this.readLog(nextStreamId(cursor))
+      const entries: DoneEntry[] = []
+      for (const e of page) {
+        // Each entry names the one before it: a different one means entries were trimmed
+        // (or the log was recreated) between what we saw and what is there now.
+        if (e.prev !== cursor) broken = true
+        cursor = e.id
+        try {
+          for (const d of readDoneMessage(e.body).entries) entries.push(d)
+        } catch (err) {
+          this.deps.logger.warn({ err }, 'embedq: ignoring a malformed done-log entry')
+          broken = true
+        }
+      }
+      await this.handleEntries(entries)
+      if (page.length < LOG_PAGE || this.closed) break
+    }
+    if (this.seen === undefined || compareStreamIds(cursor, this.seen) > 0) this.seen = cursor
+    this.gap = false
+    this.linkUnchained()
+    if (broken) this.recheckAllSoon()
+  }
+
+  /** Up to LOG_PAGE done-log entries from `start` (inclusive). */
+  private async readLog(start: string): Promise<{ id: string; prev: string; body: Buffer }[]> {
+    const raw = (await (this.deps.redis as Redis).xrangeBuffer(
+      this.deps.keys.doneStream,
+      start,
+      '+',
+      'COUNT',
+      LOG_PAGE,
+    )) as unknown as [Buffer, Buffer[]][]
+    return raw.map(([id, fields]) => {
+      let prev = ''
+      let body: Buffer = Buffer.alloc(0)
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        const name = fields[i]!.toString()
+        if (name === 'p') prev = fields[i + 1]!.toString()
+        else if (name === 'm') body = fields[i + 1]!
+      }
+      return { id: id.toString(), prev, body }
+    })
+  }
+
+  /**
+   * Rejects every waiter with one shared `QueueStoppedError` and closes the subscriber this
+   * created. Walks the waiters once, copies nothing.
+   */
   async close(): Promise<void> {
     this.closed = true
     clearInterval(this.safetyNet)
-    clearTimeout(this.recheckTimer)
-    for (const [key, list] of [...this.byKey]) {
-      for (const w of [...list]) {
-        this.remove(key, w)
-        w.reject(
-          new QueueStoppedError(`queue stopped while waiting for ${JSON.stringify(key)} (it stays queued)`),
-        )
+    clearTimeout(this.catchUpTimer)
+    clearTimeout(this.rereadTimer)
+    this.deadlines.clear()
+    if (this.count > 0) {
+      const stopped = new QueueStoppedError(
+        `queue stopped while ${this.count} result(s) were awaited here (the items stay queued)`,
+      )
+      for (const head of this.byKey.values()) {
+        for (let w: Waiter | undefined = head; w; w = w.next) w.reject(stopped)
       }
     }
+    this.byKey.clear()
+    this.count = 0
     this.local.clear()
+    this.rereads.clear()
+    this.unchained.clear()
     const sub = this.sub
     this.sub = undefined
     if (sub) {

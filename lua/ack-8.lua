@@ -8,22 +8,25 @@
   KEYS[5] retries   HASH  key -> failed attempts
   KEYS[6] pending   ZSET  key -> ready tick
   KEYS[7] throughput HASH 10-second bucket -> items finished in it (last minute kept)
+  KEYS[8] done log  STREAM capped log of done entries (see includes/done-log.lua)
 
   ARGV[1] claim token
   ARGV[2] done channel
   ARGV[3..] key, version, key, version, ...
+  ARGV[last] done log length cap, in entries (0: no log)
 
   Per key: the lease is released if it is still ours. The item is finished only if its
   version is still the latest; otherwise newer text is pending and will be embedded next.
   A lease that expired and was not claimed again still counts: our write is the same version.
   Returns { status, ... } per key: 'D' done, 'S' superseded by newer text, 'L' lease held by
   another worker (it will finish the item), 'G' gone (finished elsewhere already).
-  Publishes one message listing the done entries.
+  Publishes one message listing the done entries, appended to the done log first.
 ]]
 --@include common
+--@include done-log
 
 local token = ARGV[1]
-local n = (#ARGV - 2) / 2
+local n = (#ARGV - 3) / 2
 local keys, vers = {}, {}
 for i = 1, n do
   keys[i] = ARGV[2 * i + 1]
@@ -74,5 +77,8 @@ if #finished > 0 then
     end
   end
 end
-if #msg > 0 then redis.call('PUBLISH', ARGV[2], table.concat(msg)) end
+if #msg > 0 then
+  local body = table.concat(msg)
+  redis.call('PUBLISH', ARGV[2], appendDoneLog(KEYS[8], ARGV[#ARGV], body) .. body)
+end
 return reply(status)

@@ -10,6 +10,7 @@
   KEYS[7] failed    HASH  key -> dead letter (JSON)
   KEYS[8] pending   ZSET  key -> ready tick
   KEYS[9] flush     STRING  forced-flush tick
+  KEYS[10] done log STREAM  capped log of done entries (see includes/done-log.lua)
 
   ARGV[1] claim token
   ARGV[2] done channel
@@ -18,17 +19,20 @@
     mode 'G' give up: charge one attempt, record the dead letter (the caller has already
              written the zero vector), publish the failure
     mode 'N' release: no charge, pending again at once (credential errors, shutdown)
+  ARGV[last] done log length cap, in entries (0: no log)
 
   Nothing is charged when the lease is another worker's, or when newer text replaced the
   version that failed (the newer text is already pending). Returns the attempts per key
   (-1 when skipped).
 ]]
 --@include common
+--@include done-log
 
 local token = ARGV[1]
 local now = nowUs()
-local n = (#ARGV - 2) / 5
+local n = (#ARGV - 3) / 5
 local out, msg = {}, {}
+local logged = {} -- msg without the dead letters, for the done log
 local released = {}
 for i = 1, n do
   local b = 2 + (i - 1) * 5
@@ -53,6 +57,7 @@ for i = 1, n do
           redis.call('HDEL', KEYS[5], key)
           redis.call('ZREM', KEYS[8], key)
           msg[#msg + 1] = entry('F', ver, key, letter)
+          logged[#logged + 1] = entry('F', ver, key)
         else
           redis.call('ZREM', KEYS[8], key)
           redis.call('ZADD', KEYS[6], fmt(now + tonumber(delayMs) * 1000.0), key)
@@ -68,5 +73,7 @@ end
 -- Released items go straight back into a batch: they were flushed once already.
 local f = num(redis.call('GET', KEYS[9]))
 if now > f then redis.call('SET', KEYS[9], fmt(now)) end
-if #msg > 0 then redis.call('PUBLISH', ARGV[2], table.concat(msg)) end
+if #msg > 0 then
+  redis.call('PUBLISH', ARGV[2], appendDoneLog(KEYS[10], ARGV[#ARGV], table.concat(logged)) .. table.concat(msg))
+end
 return reply(out)
