@@ -119,9 +119,9 @@ record(
 record(
   'ack',
   (argv, s) =>
-    say({ ev: 'release', kind: 'ack', tok: String(argv[0]), s, keys: groupKeys(argv.slice(2), 2) }),
+    say({ ev: 'release', kind: 'ack', tok: String(argv[0]), s, keys: groupKeys(argv.slice(2, -1), 2) }),
   (argv, reply, _s, r) => {
-    const pairs = argv.slice(2)
+    const pairs = argv.slice(2, -1) // the last argument is the done log's cap
     const done: [string, number][] = []
     ;(reply as unknown[]).forEach((status, i) => {
       if (String(status) === 'D') done.push([String(pairs[2 * i]), Number(pairs[2 * i + 1])])
@@ -132,7 +132,7 @@ record(
 record(
   'fail',
   (argv, s) =>
-    say({ ev: 'release', kind: 'fail', tok: String(argv[0]), s, keys: groupKeys(argv.slice(2), 5) }),
+    say({ ev: 'release', kind: 'fail', tok: String(argv[0]), s, keys: groupKeys(argv.slice(2, -1), 5) }),
   () => {},
 )
 
