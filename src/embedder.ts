@@ -21,4 +21,10 @@ export interface Embedder {
    * Optional: a short identity (provider, model, dimensions, task) used by caches and logs.
    */
   readonly id?: string
+  /**
+   * Optional: secrets this embedder was configured with (API keys, bearer tokens). The queue
+   * replaces them with `[redacted]` in every error message it records or reports (dead letters,
+   * events, logs), also when a remote server echoed one back. The built-in providers fill it.
+   */
+  readonly secrets?: readonly string[]
 }

@@ -4,6 +4,8 @@ export type { Embedder, EmbedOptions } from './embedder.js'
 export {
   EmbedderError,
   type EmbedderErrorOptions,
+  EmbedderReplyError,
+  EmbedderTimeoutError,
   EmbeddingFailedError,
   EmbedqError,
   EmbedTimeoutError,
@@ -11,6 +13,7 @@ export {
   QueueFullError,
   QueueStoppedError,
   RedisUnavailableError,
+  TargetVersionConflictError,
   TargetWriteError,
 } from './errors.js'
 export { type HealthServer, type HealthServerOptions, healthStatus, startHealthServer } from './health.js'

@@ -92,6 +92,7 @@ export interface QueueEvents {
   embedded: [info: Parameters<WorkerEvents['embedded']>[0]]
   failed: [info: Parameters<WorkerEvents['failed']>[0]]
   retrying: [info: Parameters<WorkerEvents['retrying']>[0]]
+  refused: [info: Parameters<WorkerEvents['refused']>[0]]
   /** Items durably queued by this instance (one event per script call). */
   enqueued: [info: { count: number }]
   call: [info: Parameters<WorkerEvents['call']>[0]]

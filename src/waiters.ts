@@ -11,7 +11,7 @@
  */
 import type { Cluster, Redis } from 'ioredis'
 import { type DeadLetter, type DoneEntry, decodeVector, parseDoneMessage } from './codec.js'
-import { EmbeddingFailedError, EmbedTimeoutError, QueueStoppedError } from './errors.js'
+import { deadLetterError, EmbeddingFailedError, EmbedTimeoutError, QueueStoppedError } from './errors.js'
 import type { QueueKeys } from './keys.js'
 import type { Logger } from './logger.js'
 import type { RedisLike } from './scripts.js'
@@ -177,7 +177,7 @@ export class Waiters {
   /** A local give-up (the same is published for other processes). */
   failLocal(letter: DeadLetter): void {
     this.settle(letter.key, letter.version, {
-      error: new EmbeddingFailedError(letter.key, letter.attempts, letter.error),
+      error: deadLetterError(letter),
     })
   }
 
