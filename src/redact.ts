@@ -144,10 +144,13 @@ export function providerSecrets(
   return out.filter((s) => s.length >= MIN_SECRET_LENGTH)
 }
 
+/** What a password in a printed URL is replaced with (`redis://user:***@host`). */
+export const URL_MASK = '***'
+
 /**
  * A URL (or something meant to be one) safe to print: the password of `user:pass@` (anything
- * after a colon and before the last `@` of the authority) and every `password=` query value are
- * replaced, whether or not the string parses as a URL.
+ * after a colon and before the last `@`), a lone `secret@` userinfo, and every `password=`
+ * query value are replaced with `***`, whether or not the string parses as a URL.
  */
 export function redactUrl(raw: string): string {
   if (typeof raw !== 'string') return raw
@@ -160,11 +163,58 @@ export function redactUrl(raw: string): string {
     const userinfo = s.slice(start, at)
     const colon = userinfo.indexOf(':')
     if (colon !== -1) {
-      s = `${s.slice(0, start + colon + 1)}${REDACTED}${s.slice(at)}`
+      s = `${s.slice(0, start + colon + 1)}${URL_MASK}${s.slice(at)}`
     } else if (scheme && userinfo.length > 0 && !/[/?#]/.test(userinfo)) {
       // redis://secret@host: a lone userinfo is a password for Redis (AUTH <password>).
-      s = `${s.slice(0, start)}${REDACTED}${s.slice(at)}`
+      s = `${s.slice(0, start)}${URL_MASK}${s.slice(at)}`
     }
   }
-  return s.replace(/((?:^|[?&;\s])(?:password|pass|pwd)=)[^&#\s]*/gi, `$1${REDACTED}`)
+  return s.replace(/((?:^|[?&;\s])(?:password|pass|pwd)=)[^&#\s]*/gi, `$1${URL_MASK}`)
+}
+
+/**
+ * Makes a provider's embedder redact its own secrets from every error `embed` throws (message,
+ * cause chain, attached bodies) and exposes them as a non-enumerable `secrets`, so the queue
+ * redacts them too and logging the embedder object does not print them.
+ */
+export function withSecrets<E extends { embed(texts: string[], opts?: unknown): Promise<unknown> }>(
+  embedder: E,
+  secrets: readonly string[],
+): E & { readonly secrets: readonly string[] } {
+  const redactor = new Redactor(secrets)
+  const embed = embedder.embed
+  const out = Object.assign(embedder, {
+    async embed(this: unknown, texts: string[], opts?: unknown) {
+      try {
+        return await embed.call(embedder, texts, opts)
+      } catch (err) {
+        throw redactor.error(err)
+      }
+    },
+  })
+  Object.defineProperty(out, 'secrets', { value: Object.freeze([...secrets]), enumerable: false })
+  return out as E & { readonly secrets: readonly string[] }
+}
+
+/** The passwords a Redis URL carries (`user:pass@`, `?password=`), raw and decoded, for a `Redactor`. */
+export function urlPasswords(raw: string): string[] {
+  if (typeof raw !== 'string') return []
+  const out: string[] = []
+  const scheme = /^([a-z][a-z0-9+.-]*:\/\/)/i.exec(raw)
+  const start = scheme ? scheme[1]!.length : 0
+  const at = raw.lastIndexOf('@')
+  if (at >= start) {
+    const userinfo = raw.slice(start, at)
+    const colon = userinfo.indexOf(':')
+    out.push(colon === -1 ? userinfo : userinfo.slice(colon + 1))
+  }
+  for (const m of raw.matchAll(/(?:^|[?&;\s])(?:password|pass|pwd)=([^&#\s]*)/gi)) out.push(m[1]!)
+  const decoded = out.map((p) => {
+    try {
+      return decodeURIComponent(p)
+    } catch {
+      return p
+    }
+  })
+  return [...new Set([...out, ...decoded])].filter((p) => p.length >= MIN_SECRET_LENGTH)
 }

@@ -15,6 +15,7 @@
 import type { GoogleGenAI } from '@google/genai'
 import type { Embedder, EmbedOptions } from '../embedder.js'
 import { EmbedderError } from '../errors.js'
+import { providerSecrets, withSecrets } from '../redact.js'
 import {
   embedInChunks,
   errorFromHttp,
@@ -196,16 +197,23 @@ export function geminiEmbedder(opts: GeminiEmbedderOptions = {}): Embedder {
     )
   }
 
-  return {
-    dimensions,
-    maxBatchSize,
-    id: `gemini:${model.replace(/^models\//, '')}:${dimensions}:${taskType}`,
-    async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
-      const signal = checkSignal('gemini', embedOpts?.signal)
-      const plan = { dimensions, maxBatchSize, prepare: (text: string) => truncateText(text, maxInputChars) }
-      return embedInChunks('gemini', texts, plan, signal, (chunk) => callChunk(chunk, signal))
+  return withSecrets(
+    {
+      dimensions,
+      maxBatchSize,
+      id: `gemini:${model.replace(/^models\//, '')}:${dimensions}:${taskType}`,
+      async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
+        const signal = checkSignal('gemini', embedOpts?.signal)
+        const plan = {
+          dimensions,
+          maxBatchSize,
+          prepare: (text: string) => truncateText(text, maxInputChars),
+        }
+        return embedInChunks('gemini', texts, plan, signal, (chunk) => callChunk(chunk, signal))
+      },
     },
-  }
+    providerSecrets(apiKey, {}, baseUrl),
+  )
 }
 
 /** Maps whatever the SDK throws to an `EmbedderError`. */

@@ -9,6 +9,7 @@
  */
 import type { Embedder, EmbedOptions } from '../embedder.js'
 import { EmbedderError } from '../errors.js'
+import { providerSecrets, withSecrets } from '../redact.js'
 import { embedInChunks, MAX_TIMEOUT_MS, postJson, truncateText } from './http.js'
 import {
   checkBaseUrl,
@@ -138,21 +139,24 @@ export function openAIEmbedder(opts: OpenAIEmbedderOptions = {}): Embedder {
     return checkVectors('openai', inIndexOrder(json, chunk.length), chunk.length, dimensions, normalize)
   }
 
-  return {
-    dimensions,
-    maxBatchSize,
-    id: `openai:${model}:${dimensions}`,
-    async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
-      const signal = checkSignal('openai', embedOpts?.signal)
-      const plan = {
-        dimensions,
-        maxBatchSize,
-        maxChunkChars: maxRequestChars,
-        prepare: (text: string) => truncateText(text, maxInputChars),
-      }
-      return embedInChunks('openai', texts, plan, signal, (chunk) => callChunk(chunk, signal))
+  return withSecrets(
+    {
+      dimensions,
+      maxBatchSize,
+      id: `openai:${model}:${dimensions}`,
+      async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
+        const signal = checkSignal('openai', embedOpts?.signal)
+        const plan = {
+          dimensions,
+          maxBatchSize,
+          maxChunkChars: maxRequestChars,
+          prepare: (text: string) => truncateText(text, maxInputChars),
+        }
+        return embedInChunks('openai', texts, plan, signal, (chunk) => callChunk(chunk, signal))
+      },
     },
-  }
+    providerSecrets(apiKey, extraHeaders, baseUrl),
+  )
 }
 
 /**
