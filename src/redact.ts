@@ -70,26 +70,23 @@ export class Redactor {
 
   private walk(value: unknown, seen: Set<object>, depth: number): void {
     if (typeof value !== 'object' || value === null || seen.has(value) || depth > 8) return
+    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return
     seen.add(value)
-    for (const prop of ['message', 'stack']) this.redactProp(value, prop)
+    for (const prop of ['message', 'stack', 'cause']) this.redactProp(value, prop)
     let names: string[] = []
     try {
-      names = Object.keys(value)
+      names = Object.keys(value).slice(0, 200)
     } catch {
       return
     }
-    for (const name of names) {
-      if (name === 'cause' || name === 'errors') continue
-      this.redactProp(value, name)
-    }
-    try {
-      const cause = (value as { cause?: unknown }).cause
-      if (typeof cause === 'string') this.redactProp(value, 'cause')
-      else this.walk(cause, seen, depth + 1)
-      const errors = (value as { errors?: unknown }).errors
-      if (Array.isArray(errors)) for (const e of errors) this.walk(e, seen, depth + 1)
-    } catch {
-      // a getter that throws: nothing more to redact there
+    for (const name of names) this.redactProp(value, name)
+    // Nested objects: the cause chain, AggregateError's errors, a body or response a provider attached.
+    for (const name of new Set(['cause', 'errors', ...names])) {
+      try {
+        this.walk((value as Record<string, unknown>)[name], seen, depth + 1)
+      } catch {
+        // a getter that throws: nothing more to redact there
+      }
     }
   }
 
