@@ -98,7 +98,9 @@ export class Worker {
   /** Replaces the embedder's secrets in every error it produces (defense in depth for custom embedders). */
   private readonly redactor: Redactor
 
-  constructor(private readonly deps: WorkerDeps) {
+  private readonly deps: WorkerDeps
+
+  constructor(deps: WorkerDeps) {
     this.o = deps.options
     this.embedder = this.o.embedder
     let secrets: readonly string[] = []
@@ -109,6 +111,16 @@ export class Worker {
       // a throwing getter: no secrets to know of
     }
     this.redactor = new Redactor(secrets)
+    // Every error the worker reports (events, and the logs the queue writes from them) passes the
+    // redactor: defense in depth for a custom embedder whose errors carry its secrets.
+    const redactor = this.redactor
+    this.deps = {
+      ...deps,
+      emit: (event, ...args) => {
+        if (redactor.active) for (const a of args) redactor.error(a)
+        deps.emit(event, ...args)
+      },
+    }
     this.limit = pLimit(this.o.concurrency)
     this.rateKeys = this.o.rateLimit ? rateLimitKeys(this.o.prefix, this.o.rateLimit.scope) : undefined
     this.chunkSize = Math.min(this.o.maxBatchSize, this.embedder.maxBatchSize ?? Number.POSITIVE_INFINITY)
@@ -297,10 +309,13 @@ export class Worker {
     if (signal.aborted)
       return items.map(() => ({ error: toEmbedderError(signal.reason ?? new Error('aborted')) }))
     try {
-      return await this.callProvider(
+      const outcomes = await this.callProvider(
         items.map((i) => i.text),
         signal,
       )
+      // A bad entry's error may carry what the embedder put there (a getter's throw): redact it too.
+      for (const o of outcomes) if ('error' in o) this.redactor.error(o.error)
+      return outcomes
     } catch (err) {
       const e = this.redactor.error(toEmbedderError(err))
       if (!e.retryable && !e.stopsDrain && items.length > 1 && !signal.aborted) {
