@@ -4,11 +4,18 @@
  * with the foreign blob, a `refused` event, a dead letter, and waiters (here and in other
  * instances) rejected with `TargetVersionConflictError`.
  */
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Embedder, EmbedOptions } from '../../src/embedder.js'
-import { EmbeddingFailedError, encodeVector, queueKeys, TargetVersionConflictError } from '../../src/index.js'
+import {
+  EmbeddingBatchQueue,
+  EmbeddingFailedError,
+  encodeVector,
+  queueKeys,
+  TargetVersionConflictError,
+} from '../../src/index.js'
 import { fakeVector, readVector, uniqueName, waitFor } from '../helpers/fixtures.js'
 import { useQueueHarness } from '../helpers/queue-harness.js'
+import { type RedisCluster, startRedisCluster } from '../helpers/redis-cluster.js'
 
 const DIMS = 16
 /** A version far above any the queue hands out (µs timestamps). */
@@ -141,5 +148,46 @@ describe('#10.8 a target hash holding a newer version refuses the write, and the
     expect(refused).toEqual([])
     expect(await q.failed()).toEqual([])
     expect(Array.from((await readVector(h.redis, key))!)).toEqual(Array.from(fakeVector('new text', DIMS)))
+  })
+})
+
+describe('#10.8 on a Redis Cluster (per-target fenced writes, pipelined per node)', () => {
+  let cluster: RedisCluster
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ masters: 3 })
+  }, 60_000)
+  afterAll(async () => {
+    await cluster?.destroy()
+  })
+
+  it('a refused write on a cluster node is reported like on a single Redis', async () => {
+    const client = cluster.client()
+    const name = uniqueName()
+    const q = new EmbeddingBatchQueue({
+      redis: client,
+      name,
+      embedder: { dimensions: DIMS, embed: async (texts: string[]) => texts.map((t) => fakeVector(t, DIMS)) },
+      flushIntervalMs: 60_000,
+      resultTimeoutMs: 10_000,
+    })
+    try {
+      // Targets on different slots (so on different nodes), one of them restored with a newer version.
+      const keys = ['{a}restored', '{b}fine', '{c}fine'].map((k) => `${name}:${k}`)
+      await client.hset(keys[0]!, 'embedding', encodeVector([1, 2]), 'embedding_version', FOREIGN_VERSION)
+      const refused: string[] = []
+      q.on('refused', (i) => refused.push(i.key))
+      await q.start()
+      const jobs = await q.enqueueMany(keys.map((key) => ({ key, text: `text of ${key}` })))
+      q.flushNow()
+      const outcomes = await Promise.allSettled(jobs.map((j) => j.result))
+      expect(outcomes[0]!.status).toBe('rejected')
+      expect((outcomes[0] as PromiseRejectedResult).reason).toBeInstanceOf(TargetVersionConflictError)
+      expect(outcomes.slice(1).map((o) => o.status)).toEqual(['fulfilled', 'fulfilled'])
+      expect(refused).toEqual([keys[0]])
+      expect(await client.hget(keys[0]!, 'embedding_version')).toBe(FOREIGN_VERSION)
+    } finally {
+      await q.stop()
+      client.disconnect()
+    }
   })
 })
