@@ -82,18 +82,16 @@ export function callEmbedder(
       return
     }
     signal.addEventListener('abort', onAbort, { once: true })
-    let reply: unknown
     try {
-      reply = embedder.embed(texts, { signal: controller.signal })
+      // Promise.resolve adopts thenables (a throwing `then` getter rejects) and wraps plain
+      // values; it can throw itself (a promise whose `constructor` getter throws), hence the try.
+      Promise.resolve(embedder.embed(texts, { signal: controller.signal })).then(
+        (value) => finish(() => resolve(value)),
+        (err) => fail(err),
+      )
     } catch (err) {
       fail(err)
-      return
     }
-    // Promise.resolve adopts thenables (a throwing `then` getter rejects) and wraps plain values.
-    Promise.resolve(reply).then(
-      (value) => finish(() => resolve(value)),
-      (err) => fail(err),
-    )
   })
 }
 

@@ -144,7 +144,11 @@ describe('#10.3 garbage from an embedder fails only the affected items, typed, w
       resultTimeoutMs: 10_000,
     })
     const errors: Error[] = []
-    q.on('failed', (info) => errors.push(info.error))
+    let failedEvents = 0
+    q.on('failed', (info) => {
+      failedEvents++
+      errors.push(info.error)
+    })
     q.on('retrying', (info) => errors.push(info.error))
     await q.start()
     const items = Array.from({ length: 5 }, (_, i) => ({
@@ -153,6 +157,9 @@ describe('#10.3 garbage from an embedder fails only the affected items, typed, w
     }))
     const jobs = await q.enqueueMany(items)
     const outcomes = await Promise.allSettled(jobs.map((j) => j.result))
+    // A failure message can reach the subscriber before the worker's script reply: wait for the events.
+    const rejected = outcomes.filter((o) => o.status === 'rejected').length
+    await waitFor(() => failedEvents >= rejected, 5_000, 'the failed events')
     const k = queueKeys('embedq', name)
     await waitFor(async () => (await h.redis.zcard(k.inflight)) === 0, 5_000, 'inflight to empty')
     expect(await h.redis.hlen(k.leases)).toBe(0)

@@ -54,6 +54,9 @@ describe('#10.8 a target hash holding a newer version refuses the write, and the
     expect((err as TargetVersionConflictError).key).toBe(target)
     expect((err as TargetVersionConflictError).version).toBe(job!.version)
     expect(Array.from(await ok!.result)).toEqual(Array.from(fakeVector('world', DIMS)))
+    // The done/failed message can reach this process's subscriber before the worker's script
+    // reply does: a result may settle a moment before its event is emitted.
+    await waitFor(() => refused.length > 0 && failed.length > 0 && embedded.length > 0, 5_000, 'the events')
 
     expect(embedded).toEqual([normal])
     expect(refused.map((r) => r.key)).toEqual([target])
@@ -180,6 +183,7 @@ describe('#10.8 on a Redis Cluster (per-target fenced writes, pipelined per node
       const jobs = await q.enqueueMany(keys.map((key) => ({ key, text: `text of ${key}` })))
       q.flushNow()
       const outcomes = await Promise.allSettled(jobs.map((j) => j.result))
+      await waitFor(() => refused.length > 0, 5_000, 'the refused event')
       expect(outcomes[0]!.status).toBe('rejected')
       expect((outcomes[0] as PromiseRejectedResult).reason).toBeInstanceOf(TargetVersionConflictError)
       expect(outcomes.slice(1).map((o) => o.status)).toEqual(['fulfilled', 'fulfilled'])

@@ -143,6 +143,12 @@ async function runLeaky(embedder: Embedder, texts: string[], opts: { until?: Reg
     if (until) await waitFor(() => events.some((e) => until.test(e)), 10_000, `an event matching ${until}`)
     const outcomes = until ? [] : await Promise.allSettled(jobs.map((j) => j.result))
     const rejections = outcomes.flatMap((o) => (o.status === 'rejected' ? [dump(o.reason)] : []))
+    // A failure message can reach the subscriber before the worker's script reply: wait for the events.
+    await waitFor(
+      () => events.filter((e) => e.startsWith('failed')).length >= rejections.length,
+      5_000,
+      'the failed events',
+    )
     const letters = Object.values(await redis.hgetall(queueKeys('embedq', name).failed))
     return { outcomes, rejections, letters, events, logs: logger.lines, name }
   } finally {
