@@ -13,6 +13,9 @@
           the same one (another worker may hold this version's real vector already)
 
   Returns 1 when written, 0 when a newer (or, for a zero vector, the same) version was there.
+  The worker treats 0 for a real vector as a refusal (TargetVersionConflictError): nothing is
+  reported embedded; if the item's version is still the latest the target holds restored or
+  foreign data, and the item is given up as a dead letter (see Worker.refuse).
 ]]
 local cur = redis.call('HGET', KEYS[1], ARGV[2])
 if type(cur) == 'string' then

@@ -13,7 +13,8 @@
   ARGV[3i + 2] vector blob of KEYS[i] (little-endian float32)
 
   Returns one entry per key: 1 written, 0 a newer version was there, or the error text
-  (a WRONGTYPE target fails alone, the others are still written).
+  (a WRONGTYPE target fails alone, the others are still written). A 0 is a refusal the worker
+  reports (TargetVersionConflictError), never an `embedded`.
 ]]
 local out = {}
 for i = 1, #KEYS do

@@ -120,6 +120,8 @@ export interface DeadLetter {
   text: string
   error: string
   status?: number
+  /** Why it was given up when not by failed attempts: `target-version-conflict` (the write fence refused it). */
+  reason?: string
   attempts: number
   failedAt: number
 }

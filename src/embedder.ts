@@ -34,4 +34,10 @@ export interface Embedder {
    * Providers without one (Ollama) leave it out. See `BulkEmbedder` in `src/bulk.ts`.
    */
   readonly bulk?: BulkEmbedder
+  /**
+   * Optional: secrets this embedder was configured with (API keys, bearer tokens). The queue
+   * replaces them with `[redacted]` in every error message it records or reports (dead letters,
+   * events, logs), also when a remote server echoed one back. The built-in providers fill it.
+   */
+  readonly secrets?: readonly string[]
 }

@@ -199,6 +199,19 @@ export class QuotaExhaustedError extends EmbedqError {
 }
 
 /**
+ * An embedder's reply could not be used for an item: not an array, the wrong number of vectors,
+ * a missing (null/undefined) or unreadable entry, the wrong number of dimensions, a value that
+ * is not a finite number, or a getter that threw. Only the affected items fail; like any
+ * failure, an item is retried until `maxAttempts`, then given up (dead letter).
+ */
+export class EmbedderReplyError extends EmbedderError {
+  override name = 'EmbedderReplyError'
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { retryable: false, ...options })
+  }
+}
+
+/**
  * A target hash holds, at the version a result was waited for (or newer), a blob that is not
  * one of this queue's vectors: its length is not `dimensions × 4` bytes (restored or foreign
  * data, another queue's model). The waiter rejects with this instead of resolving with it.
@@ -219,4 +232,55 @@ export class ForeignVectorError extends EmbedqError {
       `${JSON.stringify(key)} holds a ${bytes}-byte blob at version ${version}, not a vector of this queue (${expectedBytes} bytes); it was not returned`,
     )
   }
+}
+
+/**
+ * An embedder call did not settle within `embedTimeoutMs`: the queue abandoned it (and aborted
+ * its signal), released its leases and retries its items like any timeout (charged an attempt).
+ */
+export class EmbedderTimeoutError extends EmbedderError {
+  override name = 'EmbedderTimeoutError'
+  readonly timeoutMs: number
+  constructor(timeoutMs: number) {
+    super(`the embedder call did not settle within ${timeoutMs} ms (embedTimeoutMs); it was abandoned`, {
+      retryable: true,
+    })
+    this.timeoutMs = timeoutMs
+  }
+}
+
+/**
+ * The target hash already holds a newer version field than the item's (data restored from a
+ * backup, or written by something else): the write fence refused the vector. The item is given
+ * up as a dead letter with this error (no zero vector: the fence would refuse it too), waiters in
+ * every process reject with it, and the queue emits `refused`. The target keeps what it held.
+ */
+export class TargetVersionConflictError extends EmbeddingFailedError {
+  override name = 'TargetVersionConflictError'
+  readonly version: number
+  constructor(key: string, version: number, attempts: number, lastError = targetConflictMessage(version)) {
+    super(key, attempts, lastError)
+    this.version = version
+  }
+}
+
+/** The dead-letter text of a refused write (kept in one place so every process reads it back alike). */
+export function targetConflictMessage(version: number): string {
+  return `the target hash holds a newer version than ${version} (restored or foreign data); the vector was not written`
+}
+
+/** Marks a dead letter whose item was refused by the write fence (see `TargetVersionConflictError`). */
+export const TARGET_VERSION_CONFLICT = 'target-version-conflict'
+
+/** The error a waiter rejects with for a dead letter. */
+export function deadLetterError(letter: {
+  key: string
+  version: number
+  attempts: number
+  error: string
+  reason?: string
+}): EmbeddingFailedError {
+  if (letter.reason === TARGET_VERSION_CONFLICT)
+    return new TargetVersionConflictError(letter.key, letter.version, letter.attempts, letter.error)
+  return new EmbeddingFailedError(letter.key, letter.attempts, letter.error)
 }

@@ -23,6 +23,8 @@ export type { Embedder, EmbedOptions } from './embedder.js'
 export {
   EmbedderError,
   type EmbedderErrorOptions,
+  EmbedderReplyError,
+  EmbedderTimeoutError,
   EmbeddingFailedError,
   EmbedqError,
   EmbedTimeoutError,
@@ -32,6 +34,7 @@ export {
   QueueStoppedError,
   QuotaExhaustedError,
   RedisUnavailableError,
+  TargetVersionConflictError,
   TargetWriteError,
 } from './errors.js'
 export { type HealthServer, type HealthServerOptions, healthStatus, startHealthServer } from './health.js'

@@ -93,6 +93,14 @@ export interface QueueOptions {
    * an `error` event reports it. @default 10_000
    */
   writeRetryMs?: number
+  /**
+   * Upper bound of one embedder call, enforced by the queue whether or not the embedder honours
+   * its `AbortSignal`. Past it the call is abandoned (its signal aborted), its leases released
+   * and its items retried as a timeout (`EmbedderTimeoutError`, charged an attempt like any
+   * timeout). Keep it above the provider's own `timeoutMs` (30 s for the built-in providers)
+   * times the requests one call makes. @default 60_000
+   */
+  embedTimeoutMs?: number
   /** How long `stop()` lets running provider calls finish before aborting them. @default 10_000 */
   stopGraceMs?: number
   /** How long a credential error (401/403) pauses this worker's drain. @default 30_000 */
@@ -335,6 +343,7 @@ export function resolveOptions(opts: QueueOptions): ResolvedOptions {
     reclaimIntervalMs: int(o, 'reclaimIntervalMs', Math.max(100, Math.floor(leaseMs / 2)), 10, 3_600_000),
     writeRetryMs: int(o, 'writeRetryMs', 10_000, 0, 3_600_000),
     stopGraceMs: int(o, 'stopGraceMs', 10_000, 0, 3_600_000),
+    embedTimeoutMs: int(o, 'embedTimeoutMs', 60_000, 1, 2_147_483_647),
     authPauseMs: int(o, 'authPauseMs', 30_000, 0, 86_400_000),
     rateLimitPauseMs: int(o, 'rateLimitPauseMs', 1_000, 1, 3_600_000),
     quotaPauseThresholdMs: int(o, 'quotaPauseThresholdMs', 600_000, 1_000, 86_400_000),

@@ -17,6 +17,7 @@ import {
 } from './errors.js'
 import { type QueueKeys, queueKeys } from './keys.js'
 import { type QueueOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { embedderRedactor, type Redactor } from './redact.js'
 import { QueueScripts } from './scripts.js'
 import { TargetStore } from './target-store.js'
 import { VectorIndex, type VectorIndexOptions } from './vector-index.js'
@@ -113,6 +114,7 @@ export interface QueueEvents {
   embedded: [info: Parameters<WorkerEvents['embedded']>[0]]
   failed: [info: Parameters<WorkerEvents['failed']>[0]]
   retrying: [info: Parameters<WorkerEvents['retrying']>[0]]
+  refused: [info: Parameters<WorkerEvents['refused']>[0]]
   /** Items durably queued by this instance (one event per script call). */
   enqueued: [info: { count: number }]
   call: [info: Parameters<WorkerEvents['call']>[0]]
@@ -121,9 +123,6 @@ export interface QueueEvents {
   drained: []
   error: [err: Error]
 }
-
-/** Bound on one query embedding call (the embedder may ignore its AbortSignal). */
-const QUERY_TIMEOUT_MS = 60_000
 
 /** One shared no-op handler (a closure per job would cost ~60 bytes of heap per waiting result). */
 const ignore = (): void => {}
@@ -147,6 +146,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   private readonly waiters: Waiters
   private readonly worker: Worker | undefined
   private readonly queryCache: VectorCache | undefined
+  private readonly redactor: Redactor
   private stopped = false
   private started: Promise<void> | undefined
   private buffer: Buffered[] = []
@@ -181,6 +181,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       onWake: () => this.worker?.kick(),
       onActivity: () => this.notifyActivity(),
     })
+    this.redactor = embedderRedactor(this.o.embedder)
     if (this.o.cache) {
       this.queryCache = new VectorCache(
         this.o.redis,
@@ -619,7 +620,14 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       )
     const cached = await this.queryCache?.get([text]).catch(() => [null])
     if (cached?.[0]) return cached[0]
-    const vector = await embedOne(this.o.embedder, text, 'query', QUERY_TIMEOUT_MS, opts.signal)
+    const vector = await embedOne(
+      this.o.embedder,
+      text,
+      'query',
+      this.o.embedTimeoutMs,
+      this.redactor,
+      opts.signal,
+    )
     await this.queryCache?.set([{ text, vector }]).catch((err) => this.reportError(err))
     return vector
   }

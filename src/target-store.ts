@@ -3,6 +3,7 @@
  * slot, so commands are grouped into one pipeline per node (one pipeline on a single Redis).
  */
 import type { Cluster, Redis } from 'ioredis'
+import { TargetVersionConflictError } from './errors.js'
 import { keySlot } from './keys.js'
 import { type Arg, queueScript, type RedisLike, runScript } from './scripts.js'
 
@@ -48,6 +49,10 @@ export function pipelinesByNode(
   })
   return [...byNode.values()].map((indexes) => ({ pipeline: redis.pipeline() as Pipeline, indexes }))
 }
+
+/** The fence's refusal of one write (the worker builds the reported error with the attempts). */
+const refused = (it: VectorWrite): TargetVersionConflictError =>
+  new TargetVersionConflictError(it.key, it.version, 0)
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const toError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)))
@@ -122,7 +127,12 @@ export class TargetStore {
     return this.binarySafe
   }
 
-  /** Writes each vector unless a newer version is there. Returns an error (or null) per item. */
+  /**
+   * Writes each vector unless a newer version is there. Returns per item: null when written,
+   * a `TargetVersionConflictError` when the fence refused it (a newer version, or for a
+   * placeholder the same version, was there), or the error that kept it from being written.
+   * Without the fence (ioredis-mock, see `binarySafe`) nothing is ever refused.
+   */
   async write(items: readonly VectorWrite[]): Promise<(Error | null)[]> {
     if (items.length === 0) return []
     const fenced = await this.probe()
@@ -143,7 +153,8 @@ export class TargetStore {
             try {
               const res = await pipeline.exec()
               indexes.forEach((idx, j) => {
-                errors[idx] = res?.[j]?.[0] ?? null
+                const [err, written] = res?.[j] ?? [null, 1]
+                errors[idx] = err ?? (fenced && Number(written) === 0 ? refused(items[idx]!) : null)
               })
             } catch (err) {
               for (const idx of indexes) errors[idx] = toError(err)
@@ -152,7 +163,7 @@ export class TargetStore {
         )
       },
       async (i) => {
-        await this.writeOne(items[i]!, fenced)
+        if ((await this.writeOne(items[i]!, fenced)) === 0) throw refused(items[i]!)
       },
     )
   }
@@ -173,7 +184,7 @@ export class TargetStore {
       )) as (number | string)[]
       items.forEach((_, i) => {
         const r = res[i]
-        errors[i] = typeof r === 'string' ? new Error(r) : null
+        errors[i] = typeof r === 'string' ? new Error(r) : Number(r) === 0 ? refused(items[i]!) : null
       })
     } catch (err) {
       errors.fill(toError(err))
@@ -190,10 +201,11 @@ export class TargetStore {
     else pipeline.hset(it.key, this.field, it.blob, this.versionField, String(it.version))
   }
 
-  /** Writes one target on its own (a retry after a transient error, NOSCRIPT included). */
-  private async writeOne(it: VectorWrite, fenced: boolean): Promise<void> {
-    if (fenced) await runScript(this.redis, 'writeVector', [it.key], this.writeArgs(it))
-    else await (this.redis as Redis).hset(it.key, this.field, it.blob, this.versionField, String(it.version))
+  /** Writes one target on its own (a retry after a transient error, NOSCRIPT included): 1 written, 0 refused. */
+  private async writeOne(it: VectorWrite, fenced: boolean): Promise<number> {
+    if (fenced) return Number(await runScript(this.redis, 'writeVector', [it.key], this.writeArgs(it)))
+    await (this.redis as Redis).hset(it.key, this.field, it.blob, this.versionField, String(it.version))
+    return 1
   }
 
   /** Reads the vector blob and its version from each target (nulls where the read failed). */

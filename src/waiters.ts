@@ -32,7 +32,13 @@ import {
   readDoneMessage,
 } from './codec.js'
 import { type Deadline, DeadlineHeap } from './deadline-heap.js'
-import { EmbeddingFailedError, EmbedTimeoutError, ForeignVectorError, QueueStoppedError } from './errors.js'
+import {
+  deadLetterError,
+  EmbeddingFailedError,
+  EmbedTimeoutError,
+  ForeignVectorError,
+  QueueStoppedError,
+} from './errors.js'
 import type { QueueKeys } from './keys.js'
 import type { Logger } from './logger.js'
 import { isInProcessMock, type RedisLike } from './scripts.js'
@@ -298,7 +304,7 @@ export class Waiters {
   /** A local give-up (the same is published for other processes). */
   failLocal(letter: DeadLetter): void {
     this.settle(letter.key, letter.version, {
-      error: new EmbeddingFailedError(letter.key, letter.attempts, letter.error),
+      error: deadLetterError(letter),
     })
   }
 

@@ -16,11 +16,21 @@ import { randomBytes } from 'node:crypto'
 import pLimit from 'p-limit'
 import { backoffMs } from './backoff.js'
 import type { VectorCache } from './cache.js'
-import { type DeadLetter, encodeVector, toFloat32 } from './codec.js'
+import { type DeadLetter, encodeVector } from './codec.js'
 import type { Embedder } from './embedder.js'
-import { EmbedderError, QuotaExhaustedError, TargetWriteError, toError } from './errors.js'
+import { callEmbedder, checkReply, type Outcome, toEmbedderError } from './embedder-guard.js'
+import {
+  EmbedderError,
+  QuotaExhaustedError,
+  TARGET_VERSION_CONFLICT,
+  TargetVersionConflictError,
+  TargetWriteError,
+  targetConflictMessage,
+  toError,
+} from './errors.js'
 import { rateLimitKeys } from './keys.js'
 import type { ResolvedOptions } from './options.js'
+import { embedderRedactor, type Redactor } from './redact.js'
 import type { ClaimedItem, FailItem, PauseReason, QueueScripts } from './scripts.js'
 import { isTransientRedisError, type TargetStore } from './target-store.js'
 import type { Waiters } from './waiters.js'
@@ -38,6 +48,12 @@ export interface WorkerEvents {
   embedded(info: { key: string; version: number; ms: number }): void
   failed(info: { key: string; version: number; attempts: number; error: Error }): void
   retrying(info: { key: string; version: number; attempts: number; delayMs: number; error: Error }): void
+  /**
+   * The write fence refused an item's vector: its target already holds a newer version (restored
+   * or foreign data). The item is given up (dead letter, `failed` fires too) and its waiters reject
+   * with the same `TargetVersionConflictError`; the target keeps what it held.
+   */
+  refused(info: { key: string; version: number; error: TargetVersionConflictError }): void
   /** One provider call: texts sent, duration, outcome, estimated tokens (with a rate limit). */
   call(info: { size: number; ms: number; ok: boolean; tokens: number; status?: number }): void
   /** Cache lookups of one chunk. */
@@ -63,8 +79,6 @@ interface ActiveClaim {
   controller: AbortController
 }
 
-type Outcome = { vector: Float32Array } | { error: EmbedderError }
-
 export interface WorkerDeps {
   options: ResolvedOptions
   scripts: QueueScripts
@@ -79,13 +93,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** The longest pause a rate-limited call can ask for (a server's Retry-After is capped to it). */
 export const MAX_RATE_LIMIT_PAUSE_MS = 48 * 3_600_000
-
-/** Normalizes any throw from an embedder; a plain throw is retryable. */
-export function asEmbedderError(err: unknown): EmbedderError {
-  if (err instanceof EmbedderError) return err
-  const e = toError(err)
-  return new EmbedderError(e.message, { retryable: true, cause: e })
-}
 
 export class Worker {
   private state: WorkerState = WorkerState.Idle
@@ -103,10 +110,25 @@ export class Worker {
   private readonly embedder: Embedder
   private readonly o: ResolvedOptions
   private readonly rateKeys: { log: string; total: string } | undefined
+  /** Replaces the embedder's secrets in every error it produces (defense in depth for custom embedders). */
+  private readonly redactor: Redactor
 
-  constructor(private readonly deps: WorkerDeps) {
+  private readonly deps: WorkerDeps
+
+  constructor(deps: WorkerDeps) {
     this.o = deps.options
     this.embedder = this.o.embedder
+    this.redactor = embedderRedactor(this.embedder)
+    // Every error the worker reports (events, and the logs the queue writes from them) passes the
+    // redactor: defense in depth for a custom embedder whose errors carry its secrets.
+    const redactor = this.redactor
+    this.deps = {
+      ...deps,
+      emit: (event, ...args) => {
+        if (redactor.active) for (const a of args) redactor.error(a)
+        deps.emit(event, ...args)
+      },
+    }
     this.limit = pLimit(this.o.concurrency)
     this.rateKeys = this.o.rateLimit ? rateLimitKeys(this.o.prefix, this.o.rateLimit.scope) : undefined
     this.chunkSize = Math.min(this.o.maxBatchSize, this.embedder.maxBatchSize ?? Number.POSITIVE_INFINITY)
@@ -204,18 +226,29 @@ export class Worker {
     for (let i = 0; i < items.length; i += this.chunkSize) {
       const chunk = items.slice(i, i + this.chunkSize)
       this.outstandingChunks++
-      const p = this.processChunk(claim, chunk).finally(() => {
-        this.settling.delete(p)
-        if (claim.keys.size === 0) this.claims.delete(claim)
-      })
+      const p = this.processChunk(claim, chunk)
+        .catch((err) => this.o.logger.error({ err }, 'embedq chunk failed unexpectedly'))
+        .finally(() => {
+          this.settling.delete(p)
+          if (claim.keys.size === 0) this.claims.delete(claim)
+        })
       this.settling.add(p)
     }
   }
 
+  /**
+   * Embeds, writes and settles one chunk. Whatever happens, its keys leave the claim at the end
+   * (so the heartbeat stops renewing them): settled in Redis, or left to lease expiry and the sweep.
+   */
   private async processChunk(claim: ActiveClaim, chunk: ClaimedItem[]): Promise<void> {
     let outcomes: Outcome[]
     try {
       outcomes = await this.embedWithCache(chunk, claim.controller.signal)
+      if (outcomes.length !== chunk.length)
+        throw new Error(`${outcomes.length} outcomes for ${chunk.length} items`)
+    } catch (err) {
+      // A defect on our side, not the items': they go through the ordinary failure path.
+      outcomes = chunk.map(() => ({ error: this.redactor.error(toEmbedderError(err)) }))
     } finally {
       this.outstandingChunks--
       this.kick()
@@ -317,18 +350,24 @@ export class Worker {
     return call()
   }
 
-  /** Calls the provider; a non-retryable failure of several texts is bisected to find the bad ones. */
+  /**
+   * Calls the provider; a non-retryable failure of several texts (including a reply that is
+   * unusable as a whole) is bisected to find the bad ones. Never throws: every item gets an
+   * outcome, a bad entry in a reply fails only its own item (`EmbedderReplyError`).
+   */
   private async embedItems(items: ClaimedItem[], signal: AbortSignal): Promise<Outcome[]> {
     if (signal.aborted)
-      return items.map(() => ({ error: asEmbedderError(signal.reason ?? new Error('aborted')) }))
-    let vectors: ArrayLike<number>[]
+      return items.map(() => ({ error: toEmbedderError(signal.reason ?? new Error('aborted')) }))
     try {
-      vectors = await this.callProvider(
+      const outcomes = await this.callProvider(
         items.map((i) => i.text),
         signal,
       )
+      // A bad entry's error may carry what the embedder put there (a getter's throw): redact it too.
+      for (const o of outcomes) if ('error' in o) this.redactor.error(o.error)
+      return outcomes
     } catch (err) {
-      const e = asEmbedderError(err)
+      const e = this.redactor.error(toEmbedderError(err))
       if (!e.retryable && !e.stopsDrain && items.length > 1 && !signal.aborted) {
         const mid = items.length >> 1
         const left = await this.embedItems(items.slice(0, mid), signal)
@@ -337,31 +376,14 @@ export class Worker {
       }
       return items.map(() => ({ error: e }))
     }
-    const dims = this.embedder.dimensions
-    return vectors.map((v) => {
-      const vec = toFloat32(v)
-      if (vec.length !== dims) {
-        return {
-          error: new EmbedderError(`provider returned ${vec.length} dimensions, expected ${dims}`, {
-            retryable: false,
-          }),
-        }
-      }
-      // NaN or ±Infinity anywhere makes the sum non-finite: one pass, no branch per element.
-      let sum = 0
-      for (let i = 0; i < vec.length; i++) sum += vec[i]! * 0
-      if (!Number.isFinite(sum)) {
-        return { error: new EmbedderError('provider returned a non-finite value', { retryable: false }) }
-      }
-      return { vector: vec }
-    })
   }
 
   /**
-   * One provider call: identical texts are sent once, the shared rate limit is honoured,
-   * and the reply is checked to hold one vector per text.
+   * One provider call through the guard (`embedder-guard.ts`): identical texts are sent once,
+   * the shared rate limit is honoured, the call is bounded by `embedTimeoutMs`, and the reply
+   * is checked entry by entry. Throws an `EmbedderError` when the call as a whole failed.
    */
-  private async callProvider(texts: string[], signal: AbortSignal): Promise<ArrayLike<number>[]> {
+  private async callProvider(texts: string[], signal: AbortSignal): Promise<Outcome[]> {
     const unique = [...new Set(texts)]
     const rl = this.o.rateLimit
     let tokens = 0
@@ -373,16 +395,11 @@ export class Worker {
     let ok = false
     let status: number | undefined
     try {
-      const vectors = await this.embedder.embed(unique, { signal })
-      if (!Array.isArray(vectors) || vectors.length !== unique.length) {
-        throw new EmbedderError(
-          `provider returned ${Array.isArray(vectors) ? vectors.length : typeof vectors} vectors for ${unique.length} texts`,
-          { retryable: false },
-        )
-      }
+      const reply = await callEmbedder(this.embedder, unique, signal, this.o.embedTimeoutMs, this.redactor)
+      const outcomes = checkReply(reply, unique.length, this.embedder.dimensions)
       ok = true
-      if (unique.length === texts.length) return vectors
-      const byText = new Map(unique.map((t, i) => [t, vectors[i]!]))
+      if (unique.length === texts.length) return outcomes
+      const byText = new Map(unique.map((t, i) => [t, outcomes[i]!]))
       return texts.map((t) => byText.get(t)!)
     } catch (err) {
       status = err instanceof EmbedderError ? err.status : undefined
@@ -411,7 +428,7 @@ export class Worker {
         randomBytes(6).toString('base64url'),
       )
       if (waitMs <= 0) return
-      if (signal.aborted) throw asEmbedderError(signal.reason ?? new Error('aborted'))
+      if (signal.aborted) throw toEmbedderError(signal.reason ?? new Error('aborted'))
       await sleep(Math.min(waitMs, 1_000))
     }
   }
@@ -430,11 +447,13 @@ export class Worker {
         ok.map(({ item, vector }) => ({ key: item.key, version: item.version, blob: encodeVector(vector) })),
       )
       const written: typeof ok = []
+      const refused: ClaimedItem[] = []
       const unavailable: string[] = []
       let unavailableError: Error | undefined
       ok.forEach((entry, i) => {
         const err = writeErrors[i]
         if (!err) written.push(entry)
+        else if (err instanceof TargetVersionConflictError) refused.push(entry.item)
         else {
           if (isTransientRedisError(err)) {
             unavailable.push(entry.item.key)
@@ -465,6 +484,7 @@ export class Worker {
         )
       }
       if (written.length) await this.acknowledge(claim, written)
+      if (refused.length) await this.refuse(claim, refused)
     }
     if (failures.length) await this.fail(claim, failures)
   }
@@ -497,6 +517,44 @@ export class Worker {
           ms: Math.max(0, now - item.version / 1000),
         })
       }
+    })
+  }
+
+  /**
+   * Items whose vector the write fence refused: the target holds a newer version than the item
+   * (restored or foreign data), so nothing was written and nothing may be reported as embedded.
+   * Each is given up at once (retrying cannot help) as a dead letter marked
+   * `target-version-conflict`, without a zero vector (the fence would refuse it too); the
+   * failure is published, so waiters in every process reject with `TargetVersionConflictError`.
+   * An item whose text changed meanwhile is skipped by the script (its newer version is pending).
+   */
+  private async refuse(claim: ActiveClaim, items: ClaimedItem[]): Promise<void> {
+    const now = Date.now()
+    const letters: DeadLetter[] = items.map((item) => ({
+      key: item.key,
+      version: item.version,
+      text: item.text,
+      error: targetConflictMessage(item.version),
+      reason: TARGET_VERSION_CONFLICT,
+      attempts: item.attempts + 1,
+      failedAt: now,
+    }))
+    const charged = await this.deps.scripts.fail(
+      claim.token,
+      letters.map((l) => ({
+        key: l.key,
+        version: l.version,
+        mode: 'G',
+        delayMs: 0,
+        letter: JSON.stringify(l),
+      })),
+    )
+    letters.forEach((letter, i) => {
+      if (charged[i] === -1) return
+      const error = new TargetVersionConflictError(letter.key, letter.version, letter.attempts, letter.error)
+      this.deps.waiters.failLocal(letter)
+      this.deps.emit('refused', { key: letter.key, version: letter.version, error })
+      this.deps.emit('failed', { key: letter.key, version: letter.version, attempts: letter.attempts, error })
     })
   }
 

@@ -9,6 +9,7 @@ import { isValidKeyPart } from '../keys.js'
 import type { Logger } from '../logger.js'
 import { geminiEmbedder, hashingEmbedder, ollamaEmbedder, openAIEmbedder } from '../providers/index.js'
 import { EmbeddingBatchQueue } from '../queue.js'
+import { Redactor, redactUrl as redactAnyUrl, urlPasswords } from '../redact.js'
 
 // ---------------------------------------------------------------------------------------------
 // Errors and exit codes
@@ -94,16 +95,11 @@ export const jsonOption = (): Option => new Option('--json', 'print machine-read
 // ---------------------------------------------------------------------------------------------
 // Redis
 
-/** `redis://user:secret@host` → `redis://user:***@host`: a password never reaches the output. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password) u.password = '***'
-    return u.toString().replace(/\/$/, '')
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')
-  }
-}
+/**
+ * `redis://user:secret@host` → `redis://user:***@host`, also `?password=…`, `rediss://` and
+ * strings that do not parse: a password never reaches the output (see `src/redact.ts`).
+ */
+export const redactUrl = redactAnyUrl
 
 export interface Connection {
   redis: Redis | Cluster
@@ -191,7 +187,9 @@ export async function connect(flags: ConnectionFlags, opts: ConnectOptions = {})
     const explained = /NOAUTH|WRONGPASS|invalid password|invalid username/i.test(reason)
       ? `${reason} (check the user and password in --redis)`
       : reason
-    throw new CliError(`cannot reach Redis at ${shown}: ${explained}`, ExitCode.Failure)
+    // A server or proxy may echo what it was sent: the password never reaches the output.
+    const safe = new Redactor(urlPasswords(flags.redis)).redact(explained)
+    throw new CliError(`cannot reach Redis at ${shown}: ${safe}`, ExitCode.Failure)
   }
   connected = true
   return {
@@ -281,7 +279,7 @@ export async function buildEmbedder(
           ...opt('dimensions', flags.dimensions),
           ...opt('baseUrl', flags.baseUrl),
         })
-        description = `openai-compatible ${flags.model ?? 'text-embedding-3-small'} at ${flags.baseUrl ?? 'https://api.openai.com/v1'}, ${embedder.dimensions} dims`
+        description = `openai-compatible ${flags.model ?? 'text-embedding-3-small'} at ${redactAnyUrl(flags.baseUrl ?? 'https://api.openai.com/v1')}, ${embedder.dimensions} dims`
         break
       case 'ollama':
         embedder = ollamaEmbedder({
@@ -289,7 +287,7 @@ export async function buildEmbedder(
           ...opt('dimensions', flags.dimensions),
           ...opt('baseUrl', flags.baseUrl),
         })
-        description = `ollama ${flags.model ?? 'nomic-embed-text'} at ${flags.baseUrl ?? 'http://127.0.0.1:11434'}, ${embedder.dimensions} dims`
+        description = `ollama ${flags.model ?? 'nomic-embed-text'} at ${redactAnyUrl(flags.baseUrl ?? 'http://127.0.0.1:11434')}, ${embedder.dimensions} dims`
         break
     }
   } catch (err) {
@@ -310,6 +308,7 @@ export function withLatency(inner: Embedder, ms: number): Embedder {
     dimensions: inner.dimensions,
     ...(inner.maxBatchSize === undefined ? {} : { maxBatchSize: inner.maxBatchSize }),
     ...(inner.id === undefined ? {} : { id: inner.id }),
+    ...(inner.secrets === undefined ? {} : { secrets: inner.secrets }),
     async embed(texts, opts) {
       await new Promise<void>((resolve, reject) => {
         const signal = opts?.signal

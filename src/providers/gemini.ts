@@ -15,6 +15,7 @@
 import type { GoogleGenAI } from '@google/genai'
 import type { Embedder, EmbedOptions } from '../embedder.js'
 import { EmbedderError } from '../errors.js'
+import { providerSecrets, withSecrets } from '../redact.js'
 import { geminiBatch } from './gemini-batch.js'
 import {
   embedInChunks,
@@ -211,26 +212,33 @@ export function geminiEmbedder(opts: GeminiEmbedderOptions = {}): Embedder {
     )
   }
 
-  return {
-    dimensions,
-    maxBatchSize,
-    id: `gemini:${model.replace(/^models\//, '')}:${dimensions}:${taskType}`,
-    bulk: geminiBatch({
-      apiKey,
-      model,
+  return withSecrets(
+    {
       dimensions,
-      taskType,
-      normalize,
-      maxInputChars,
-      ...(baseUrl === undefined ? {} : { baseUrl }),
-    }),
-    async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
-      const signal = checkSignal('gemini', embedOpts?.signal)
-      const plan = { dimensions, maxBatchSize, prepare: (text: string) => truncateText(text, maxInputChars) }
-      const task = embedOpts?.purpose === 'query' ? queryTaskType : taskType
-      return embedInChunks('gemini', texts, plan, signal, (chunk) => callChunk(chunk, signal, task))
+      maxBatchSize,
+      id: `gemini:${model.replace(/^models\//, '')}:${dimensions}:${taskType}`,
+      bulk: geminiBatch({
+        apiKey,
+        model,
+        dimensions,
+        taskType,
+        normalize,
+        maxInputChars,
+        ...(baseUrl === undefined ? {} : { baseUrl }),
+      }),
+      async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
+        const signal = checkSignal('gemini', embedOpts?.signal)
+        const plan = {
+          dimensions,
+          maxBatchSize,
+          prepare: (text: string) => truncateText(text, maxInputChars),
+        }
+        const task = embedOpts?.purpose === 'query' ? queryTaskType : taskType
+        return embedInChunks('gemini', texts, plan, signal, (chunk) => callChunk(chunk, signal, task))
+      },
     },
-  }
+    providerSecrets(apiKey, {}, baseUrl),
+  )
 }
 
 /** Maps whatever the SDK throws to an `EmbedderError`. */

@@ -5,6 +5,7 @@
  * what was expected and what was received).
  */
 import { EmbedderError } from '../errors.js'
+import { redactUrl } from '../redact.js'
 
 /**
  * Returns `vector` scaled to unit length as a new `Float32Array`. A zero vector stays zero
@@ -134,12 +135,12 @@ export function checkBaseUrl(factory: string, option: string, value: unknown): s
     url = new URL(text)
   } catch {
     throw new TypeError(
-      `${factory}: option \`${option}\` must be an absolute URL, received ${describe(value)}`,
+      `${factory}: option \`${option}\` must be an absolute URL, received ${describe(redactUrl(text))}`,
     )
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new TypeError(
-      `${factory}: option \`${option}\` must be an http(s) URL, received ${describe(value)}`,
+      `${factory}: option \`${option}\` must be an http(s) URL, received ${describe(redactUrl(text))}`,
     )
   }
   return text.replace(/\/+$/, '')

@@ -6,6 +6,7 @@
  */
 import type { Embedder, EmbedOptions } from '../embedder.js'
 import { EmbedderError } from '../errors.js'
+import { providerSecrets, withSecrets } from '../redact.js'
 import { embedInChunks, MAX_TIMEOUT_MS, postJson } from './http.js'
 import {
   checkBaseUrl,
@@ -113,15 +114,18 @@ export function ollamaEmbedder(opts: OllamaEmbedderOptions = {}): Embedder {
     return checkVectors('ollama', embeddings, chunk.length, dimensions, normalize)
   }
 
-  return {
-    dimensions,
-    maxBatchSize,
-    id: `ollama:${model}:${dimensions}`,
-    async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
-      const signal = checkSignal('ollama', embedOpts?.signal)
-      return embedInChunks('ollama', texts, { dimensions, maxBatchSize }, signal, (chunk) =>
-        callChunk(chunk, signal),
-      )
+  return withSecrets(
+    {
+      dimensions,
+      maxBatchSize,
+      id: `ollama:${model}:${dimensions}`,
+      async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
+        const signal = checkSignal('ollama', embedOpts?.signal)
+        return embedInChunks('ollama', texts, { dimensions, maxBatchSize }, signal, (chunk) =>
+          callChunk(chunk, signal),
+        )
+      },
     },
-  }
+    providerSecrets(undefined, headers, baseUrl),
+  )
 }

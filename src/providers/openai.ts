@@ -9,6 +9,7 @@
  */
 import type { Embedder, EmbedOptions } from '../embedder.js'
 import { EmbedderError } from '../errors.js'
+import { providerSecrets, withSecrets } from '../redact.js'
 import { embedInChunks, MAX_TIMEOUT_MS, postJson, truncateText } from './http.js'
 import {
   checkBaseUrl,
@@ -139,31 +140,34 @@ export function openAIEmbedder(opts: OpenAIEmbedderOptions = {}): Embedder {
     return checkVectors('openai', inIndexOrder(json, chunk.length), chunk.length, dimensions, normalize)
   }
 
-  return {
-    dimensions,
-    maxBatchSize,
-    id: `openai:${model}:${dimensions}`,
-    bulk: openAIBatch({
-      baseUrl,
-      model,
+  return withSecrets(
+    {
       dimensions,
-      sendDimensions,
-      normalize,
-      maxInputChars,
-      headers: extraHeaders,
-      ...(apiKey === undefined ? {} : { apiKey }),
-    }),
-    async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
-      const signal = checkSignal('openai', embedOpts?.signal)
-      const plan = {
+      maxBatchSize,
+      id: `openai:${model}:${dimensions}`,
+      bulk: openAIBatch({
+        baseUrl,
+        model,
         dimensions,
-        maxBatchSize,
-        maxChunkChars: maxRequestChars,
-        prepare: (text: string) => truncateText(text, maxInputChars),
-      }
-      return embedInChunks('openai', texts, plan, signal, (chunk) => callChunk(chunk, signal))
+        sendDimensions,
+        normalize,
+        maxInputChars,
+        headers: extraHeaders,
+        ...(apiKey === undefined ? {} : { apiKey }),
+      }),
+      async embed(texts: string[], embedOpts?: EmbedOptions): Promise<Float32Array[]> {
+        const signal = checkSignal('openai', embedOpts?.signal)
+        const plan = {
+          dimensions,
+          maxBatchSize,
+          maxChunkChars: maxRequestChars,
+          prepare: (text: string) => truncateText(text, maxInputChars),
+        }
+        return embedInChunks('openai', texts, plan, signal, (chunk) => callChunk(chunk, signal))
+      },
     },
-  }
+    providerSecrets(apiKey, extraHeaders, baseUrl),
+  )
 }
 
 /**
