@@ -8,18 +8,21 @@
 
   ARGV[1] vector field
   ARGV[2] version field
-  ARGV[3i]     version of KEYS[i]
-  ARGV[3i + 1] '1' when KEYS[i] gets a give-up's zero vector, else '0'
-  ARGV[3i + 2] vector blob of KEYS[i] (little-endian float32)
+  ARGV[3] given-up mark field ('' for none): set with a give-up's zero vector, removed when a
+          real vector is written (vector search leaves marked targets out)
+  ARGV[3i + 1] version of KEYS[i]
+  ARGV[3i + 2] '1' when KEYS[i] gets a give-up's zero vector, else '0'
+  ARGV[3i + 3] vector blob of KEYS[i] (little-endian float32)
 
   Returns one entry per key: 1 written, 0 a newer version was there, or the error text
   (a WRONGTYPE target fails alone, the others are still written). A 0 is a refusal the worker
   reports (TargetVersionConflictError), never an `embedded`.
 ]]
 local out = {}
+local mark = ARGV[3]
 for i = 1, #KEYS do
-  local mine = tonumber(ARGV[3 * i])
-  local placeholder = ARGV[3 * i + 1] == '1'
+  local mine = tonumber(ARGV[3 * i + 1])
+  local placeholder = ARGV[3 * i + 2] == '1'
   local cur = redis.pcall('HGET', KEYS[i], ARGV[2])
   if type(cur) == 'table' and cur.err then
     out[i] = cur.err
@@ -28,7 +31,15 @@ for i = 1, #KEYS do
     if have and (have > mine or (have == mine and placeholder)) then
       out[i] = 0
     else
-      local res = redis.pcall('HSET', KEYS[i], ARGV[1], ARGV[3 * i + 2], ARGV[2], ARGV[3 * i])
+      local res
+      if placeholder and mark ~= '' then
+        res = redis.pcall('HSET', KEYS[i], ARGV[1], ARGV[3 * i + 3], ARGV[2], ARGV[3 * i + 1], mark, '1')
+      else
+        res = redis.pcall('HSET', KEYS[i], ARGV[1], ARGV[3 * i + 3], ARGV[2], ARGV[3 * i + 1])
+        if not placeholder and mark ~= '' and not (type(res) == 'table' and res.err) then
+          redis.pcall('HDEL', KEYS[i], mark)
+        end
+      end
       if type(res) == 'table' and res.err then out[i] = res.err else out[i] = 1 end
     end
   end

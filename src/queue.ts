@@ -171,7 +171,13 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     this.name = this.o.name
     this.keys = queueKeys(this.o.prefix, this.o.name)
     this.scripts = new QueueScripts(this.o.redis, this.keys)
-    this.targets = new TargetStore(this.o.redis, this.o.field, this.o.versionField, this.o.writeRetryMs)
+    this.targets = new TargetStore(
+      this.o.redis,
+      this.o.field,
+      this.o.versionField,
+      this.o.writeRetryMs,
+      this.o.failedField,
+    )
     this.waiters = new Waiters({
       redis: this.o.redis,
       keys: this.keys,

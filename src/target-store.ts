@@ -111,6 +111,8 @@ export class TargetStore {
     private readonly versionField: string,
     /** How long transient Redis errors are retried before they are reported. */
     private readonly retryWindowMs = 10_000,
+    /** Given-up mark field: set with a placeholder, removed by a real vector ('' for none). */
+    private readonly failedField = '',
   ) {}
 
   private async probe(): Promise<boolean> {
@@ -156,6 +158,11 @@ export class TargetStore {
                 const [err, written] = res?.[j] ?? [null, 1]
                 errors[idx] = err ?? (fenced && Number(written) === 0 ? refused(items[idx]!) : null)
               })
+              if (!fenced)
+                await this.clearMarks(
+                  indexes.filter((i) => !errors[i] && !items[i]!.placeholder),
+                  items,
+                )
             } catch (err) {
               for (const idx of indexes) errors[idx] = toError(err)
             }
@@ -173,7 +180,7 @@ export class TargetStore {
    * (one command for the chunk instead of one per vector).
    */
   private async writeChunkScript(items: readonly VectorWrite[], errors: (Error | null)[]): Promise<void> {
-    const args: Arg[] = [this.field, this.versionField]
+    const args: Arg[] = [this.field, this.versionField, this.failedField]
     for (const it of items) args.push(String(it.version), it.placeholder ? '1' : '0', it.blob)
     try {
       const res = (await runScript(
@@ -192,19 +199,42 @@ export class TargetStore {
   }
 
   private writeArgs(it: VectorWrite): Arg[] {
-    return [this.field, this.versionField, String(it.version), it.blob, it.placeholder ? '1' : '0']
+    return [
+      this.field,
+      this.versionField,
+      String(it.version),
+      it.blob,
+      it.placeholder ? '1' : '0',
+      this.failedField,
+    ]
+  }
+
+  /** The unfenced write (ioredis-mock): the fields, with the given-up mark for a placeholder. */
+  private plainFields(it: VectorWrite): (string | Buffer)[] {
+    const fields: (string | Buffer)[] = [this.field, it.blob, this.versionField, String(it.version)]
+    if (it.placeholder && this.failedField) fields.push(this.failedField, '1')
+    return fields
+  }
+
+  /** Without the fence (ioredis-mock, one process), a written real vector clears the mark afterwards. */
+  private async clearMarks(indexes: readonly number[], items: readonly VectorWrite[]): Promise<void> {
+    if (!this.failedField || indexes.length === 0) return
+    const pipeline = (this.redis as Redis).pipeline()
+    for (const i of indexes) pipeline.hdel(items[i]!.key, this.failedField)
+    await pipeline.exec()
   }
 
   /** Queues one target's write on a node's pipeline, fenced when scripts take binary arguments. */
   private queueWrite(pipeline: Pipeline, it: VectorWrite, fenced: boolean): void {
     if (fenced) queueScript(pipeline, 'writeVector', [it.key], this.writeArgs(it))
-    else pipeline.hset(it.key, this.field, it.blob, this.versionField, String(it.version))
+    else pipeline.hset(it.key, ...this.plainFields(it))
   }
 
   /** Writes one target on its own (a retry after a transient error, NOSCRIPT included): 1 written, 0 refused. */
   private async writeOne(it: VectorWrite, fenced: boolean): Promise<number> {
     if (fenced) return Number(await runScript(this.redis, 'writeVector', [it.key], this.writeArgs(it)))
-    await (this.redis as Redis).hset(it.key, this.field, it.blob, this.versionField, String(it.version))
+    await (this.redis as Redis).hset(it.key, ...this.plainFields(it))
+    if (!it.placeholder && this.failedField) await (this.redis as Redis).hdel(it.key, this.failedField)
     return 1
   }
 

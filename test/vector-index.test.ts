@@ -9,7 +9,7 @@ import type { EmbedOptions } from '../src/embedder.js'
 import { InvalidInputError } from '../src/errors.js'
 import { DISTANCE_ALIAS } from '../src/ft-commands.js'
 import { EmbedderError, VectorIndexMismatchError } from '../src/index.js'
-import { fakeEmbedder, fakeVector, uniqueName } from './helpers/fixtures.js'
+import { fakeEmbedder, fakeVector, readVector, uniqueName } from './helpers/fixtures.js'
 import { useQueueHarness } from './helpers/queue-harness.js'
 import { type RespServer, startRespServer } from './helpers/resp-server.js'
 
@@ -99,6 +99,44 @@ describe('#13 vector search without a query engine (exact scan)', () => {
     expect(purposes.filter((p) => p === 'query')).toHaveLength(1)
     expect(purposes.filter((p) => p !== 'query')).toHaveLength(1)
     expect(Array.from(await q.embedQuery('hello'))).toEqual(Array.from(fakeVector('hello', DIMS)))
+  })
+
+  it('given-up items carry the failed mark, never appear in results, and a later success clears the mark', async () => {
+    const bad = new Set(['poison one', 'poison two'])
+    let healed = false
+    const base = fakeEmbedder({ dims: DIMS })
+    const embedder = {
+      dimensions: DIMS,
+      embed: async (texts: string[], o?: EmbedOptions) => {
+        if (!healed && texts.some((t) => bad.has(t)))
+          throw new EmbedderError('bad text', { retryable: false, status: 400 })
+        return base.embed(texts, o)
+      },
+    }
+    const q = h.queue({ embedder, maxAttempts: 1 })
+    await q.start()
+    const prefix = `${uniqueName('g')}:`
+    const texts = ['poison one', 'alpha beta', 'poison two', 'gamma delta', 'alpha gamma']
+    await q.enqueueMany(texts.map((text, i) => ({ key: `${prefix}${i}`, text })))
+    expect((await q.flushAndWait({ timeoutMs: 10_000 })).drained).toBe(true)
+    // The give-ups hold a zero vector (callers reading the field keep working) and the mark.
+    for (const i of [0, 2]) {
+      expect(await h.redis.hget(`${prefix}${i}`, 'embedding_failed')).toBe('1')
+      expect(Array.from((await readVector(h.redis, `${prefix}${i}`))!)).toEqual(new Array(DIMS).fill(0))
+    }
+    expect(await h.redis.hexists(`${prefix}1`, 'embedding_failed')).toBe(0)
+    const index = q.vectorIndex({ indexName: 'idx:g', prefixes: [prefix], distance: 'L2' })
+    // Under L2 a zero vector has a finite distance: only the mark keeps it out.
+    const hits = await index.search(new Float32Array(DIMS), { k: 10 })
+    expect(hits.map((x) => x.key).sort()).toEqual([`${prefix}1`, `${prefix}3`, `${prefix}4`])
+    // Fixed upstream: retrying the dead letters writes real vectors and clears the marks.
+    healed = true
+    await q.retryFailed()
+    expect((await q.flushAndWait({ timeoutMs: 10_000 })).drained).toBe(true)
+    expect(await h.redis.hexists(`${prefix}0`, 'embedding_failed')).toBe(0)
+    expect(await h.redis.hexists(`${prefix}2`, 'embedding_failed')).toBe(0)
+    const after = await index.search(new Float32Array(DIMS), { k: 10 })
+    expect(after).toHaveLength(5)
   })
 
   it('refuses bad queries with typed errors', async () => {
