@@ -7,8 +7,9 @@
  */
 import { createHash } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
+import { QueueCorruptedError, RedisOutOfMemoryError } from './errors.js'
 import { type LuaScriptName, luaScripts } from './generated/lua.js'
-import type { QueueKeys } from './keys.js'
+import { expectedKeyType, type QueueKeys } from './keys.js'
 
 export type Arg = string | number | Buffer
 export type RedisLike = Redis | Cluster
@@ -96,6 +97,12 @@ export interface FailItem {
   letter: string
 }
 
+/** Where the eviction repair continues: a structure and a SCAN cursor within it. */
+export interface RepairCursor {
+  phase: 'v' | 'j' | 'p' | 'd'
+  cursor: string
+}
+
 /** One queue's view of the scripts: fills in its keys and channels. */
 export class QueueScripts {
   constructor(
@@ -103,8 +110,41 @@ export class QueueScripts {
     private readonly k: QueueKeys,
   ) {}
 
-  private run(name: LuaScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
-    return runScript(this.redis, name, keys, args)
+  /**
+   * Runs a script of this queue and names what went wrong in Redis's terms: a WRONGTYPE reply
+   * becomes `QueueCorruptedError` naming the declared key of the wrong type (never a silent
+   * stop), an OOM reply `RedisOutOfMemoryError` (a script's first write is refused, so nothing
+   * was written).
+   */
+  private async run(name: LuaScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+    try {
+      return await runScript(this.redis, name, keys, args)
+    } catch (err) {
+      throw await this.explain(err, keys)
+    }
+  }
+
+  private async explain(err: unknown, keys: readonly string[]): Promise<unknown> {
+    if (!(err instanceof Error)) return err
+    if (/\bOOM\b/.test(err.message) && /maxmemory/.test(err.message))
+      return new RedisOutOfMemoryError(
+        `Redis is out of memory (maxmemory reached); nothing was written: ${err.message}`,
+        { cause: err },
+      )
+    if (!/\bWRONGTYPE\b/.test(err.message)) return err
+    for (const key of keys) {
+      const expected = expectedKeyType(key)
+      if (!expected) continue
+      let actual: string
+      try {
+        actual = await (this.redis as Redis).type(key)
+      } catch {
+        return err
+      }
+      if (actual !== 'none' && actual !== expected)
+        return new QueueCorruptedError(key, expected, actual, { cause: err })
+    }
+    return err
   }
 
   /** Returns `{ full }` (nothing written) when the chunk would go over `maxPending`. */
@@ -193,6 +233,30 @@ export class QueueScripts {
   /** Forces a flush everywhere; returns the watermark (highest version queued so far). */
   async flush(): Promise<number> {
     return Number(await this.run('flush', [this.k.flush, this.k.seq], [this.k.wakeChannel]))
+  }
+
+  /**
+   * One bounded page of the eviction repair (lua/repair-10.lua). Start with `{ phase: 'v',
+   * cursor: '0' }` and pass back what it returns; a full cycle visits versions, jobs, pending
+   * and delayed once.
+   */
+  async repair(
+    at: RepairCursor,
+    count: number,
+  ): Promise<{ next: RepairCursor; lost: string[]; requeued: string[] }> {
+    const k = this.k
+    const res = (await this.run(
+      'repair',
+      [k.versions, k.jobs, k.pending, k.delayed, k.inflight, k.leases, k.retries, k.failed, k.seq, k.flush],
+      [at.phase, at.cursor, count, k.doneChannel, k.wakeChannel],
+    )) as (string | number)[]
+    const lostCount = Number(res[2])
+    const keys = res.slice(3).map(String)
+    return {
+      next: { phase: String(res[0]) as RepairCursor['phase'], cursor: String(res[1]) },
+      lost: keys.slice(0, lostCount),
+      requeued: keys.slice(lostCount),
+    }
   }
 
   async pause(ms: number): Promise<void> {
