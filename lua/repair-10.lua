@@ -71,9 +71,13 @@ end
 local scanned
 if phase == 'j' then
   scanned = redis.call('HSCAN', KEYS[2], cursor, 'COUNT', count)
+elseif phase == 'p' then
+  scanned = redis.call('ZSCAN', KEYS[3], cursor, 'COUNT', count)
+elseif phase == 'd' then
+  scanned = redis.call('ZSCAN', KEYS[4], cursor, 'COUNT', count)
 else
-  local k = ({ v = KEYS[1], p = KEYS[3], d = KEYS[4] })[phase]
-  scanned = redis.call('ZSCAN', k, cursor, 'COUNT', count)
+  phase = 'v'
+  scanned = redis.call('ZSCAN', KEYS[1], cursor, 'COUNT', count)
 end
 local nextCursor = scanned[1]
 local page = scanned[2]

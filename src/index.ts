@@ -7,9 +7,13 @@ export {
   EmbeddingFailedError,
   EmbedqError,
   EmbedTimeoutError,
+  EvictionPolicyError,
   InvalidInputError,
+  LostToEvictionError,
+  QueueCorruptedError,
   QueueFullError,
   QueueStoppedError,
+  RedisOutOfMemoryError,
   RedisUnavailableError,
   TargetWriteError,
 } from './errors.js'
