@@ -15,7 +15,9 @@
   KEYS[9] seq       STRING  highest version handed out
   KEYS[10] flush    STRING  forced-flush tick
 
-  ARGV[1] phase: 'v' (versions), 'j' (jobs), 'p' (pending), 'd' (delayed)
+  ARGV[1] phase: 'p' (pending), 'd' (delayed), 'v' (versions), 'j' (jobs), in this order: the
+          queue entries left with neither text nor version are looked at before anything is
+          requeued (a requeue wakes workers, whose claim would drop such entries unreported)
   ARGV[2] SCAN cursor within the phase ('0' to start it)
   ARGV[3] SCAN COUNT hint
   ARGV[4] done channel
@@ -25,18 +27,19 @@
   'v' a version without its text: the item is lost. Every trace is dropped, a dead letter
       (error 'lost to eviction') is recorded and published, so waiters reject.
       A version with its text but in no queue structure: queued again (pending, due now).
-  'j' a text without its version: it gets a new version and is queued again.
+  'j' a text without its version gets one back (its pending score when it is still pending,
+      else a new one) and is queued again.
   'p','d' an entry with neither text nor version: lost, as above (its score as version).
 
   Returns { nextPhase, nextCursor, lostCount, lostKey..., requeuedKey... }.
-  The phase moves on when its SCAN cursor returns to 0 ('d' wraps to 'v').
+  The phase moves on when its SCAN cursor returns to 0 ('j' wraps to 'p').
 ]]
 --@include common
 
 local phase, cursor, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = nowUs()
 local lost, requeued, msg = {}, {}, {}
-local nextPhase = { v = 'j', j = 'p', p = 'd', d = 'v' }
+local nextPhase = { p = 'd', d = 'v', v = 'j', j = 'p' }
 
 local function jsonString(s)
   return '"' .. string.gsub(s, '[%c"\\]', function(c)
@@ -71,13 +74,13 @@ end
 local scanned
 if phase == 'j' then
   scanned = redis.call('HSCAN', KEYS[2], cursor, 'COUNT', count)
-elseif phase == 'p' then
-  scanned = redis.call('ZSCAN', KEYS[3], cursor, 'COUNT', count)
 elseif phase == 'd' then
   scanned = redis.call('ZSCAN', KEYS[4], cursor, 'COUNT', count)
-else
-  phase = 'v'
+elseif phase == 'v' then
   scanned = redis.call('ZSCAN', KEYS[1], cursor, 'COUNT', count)
+else
+  phase = 'p'
+  scanned = redis.call('ZSCAN', KEYS[3], cursor, 'COUNT', count)
 end
 local nextCursor = scanned[1]
 local page = scanned[2]
@@ -107,12 +110,16 @@ if #keys > 0 then
       if not present(vers[i]) then missing[#missing + 1] = keys[i] end
     end
     if #missing > 0 then
+      -- Still pending: its pending score is its version (FIFO place and flush watermark kept).
+      local queued = redis.call('ZMSCORE', KEYS[3], unpack(missing))
       local base = num(redis.call('GET', KEYS[9]))
       if base < now then base = now end
       redis.call('SET', KEYS[9], fmt(base + #missing))
       for i = 1, #missing do
-        redis.call('ZADD', KEYS[1], fmt(base + i), missing[i])
-        requeue(missing[i], base + i)
+        local v = base + i
+        if present(queued[i]) then v = tonumber(queued[i]) end
+        redis.call('ZADD', KEYS[1], fmt(v), missing[i])
+        requeue(missing[i], v)
       end
     end
   else

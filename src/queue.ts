@@ -537,13 +537,15 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     await this.within(left(), Promise.allSettled([...this.writes]), () => new Error('late')).catch(() => {})
     const mark = await this.bounded('flushAndWait', () => this.scripts.flush(), left())
     this.worker?.kick()
-    const redis = this.o.redis as Redis
+    let flushedAt = Date.now()
     for (;;) {
-      const remaining = await this.bounded(
-        'flushAndWait',
-        () => redis.zcount(this.keys.versions, '-inf', String(mark)),
-        left(),
-      )
+      // The forced-flush tick is a key like any other: if Redis lost it (eviction, a failover
+      // without persistence), items younger than flushIntervalMs would wait for a full batch.
+      if (Date.now() - flushedAt >= 1_000) {
+        await this.bounded('flushAndWait', () => this.scripts.flush(), left())
+        flushedAt = Date.now()
+      }
+      const remaining = await this.bounded('flushAndWait', () => this.unfinishedUpTo(mark), left())
       const elapsedMs = Date.now() - started
       if (remaining === 0) {
         this.emit('drained')
@@ -555,9 +557,29 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     }
   }
 
+  /**
+   * Unfinished items with a version up to `mark`, read atomically with a consistency check:
+   * every script keeps one text in `jobs` per version in `versions`. Texts whose version was
+   * lost (evicted) count as unfinished until the sweep gives them one back.
+   */
+  private async unfinishedUpTo(mark: number | '+inf'): Promise<number> {
+    const k = this.keys
+    const replies = await (this.o.redis as Redis)
+      .multi()
+      .zcount(k.versions, '-inf', String(mark))
+      .hlen(k.jobs)
+      .zcard(k.versions)
+      .exec()
+    const [counted, texts, versions] = (replies ?? []).map(([err, v]) => {
+      if (err) throw err
+      return Number(v)
+    }) as [number, number, number]
+    return counted + Math.max(0, texts - versions)
+  }
+
   /** Items not finished yet (waiting, in flight, or backing off). */
   async pendingCount(): Promise<number> {
-    return this.bounded('pendingCount', () => (this.o.redis as Redis).zcard(this.keys.versions))
+    return this.bounded('pendingCount', () => this.unfinishedUpTo('+inf'))
   }
 
   async stats(): Promise<QueueStats> {

@@ -236,9 +236,9 @@ export class QueueScripts {
   }
 
   /**
-   * One bounded page of the eviction repair (lua/repair-10.lua). Start with `{ phase: 'v',
-   * cursor: '0' }` and pass back what it returns; a full cycle visits versions, jobs, pending
-   * and delayed once.
+   * One bounded page of the eviction repair (lua/repair-10.lua). Start with `{ phase: 'p',
+   * cursor: '0' }` and pass back what it returns; a full cycle visits pending, delayed,
+   * versions and jobs once.
    */
   async repair(
     at: RepairCursor,

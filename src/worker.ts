@@ -523,7 +523,7 @@ export class Worker {
   }
 
   /** Where the eviction repair continues (see lua/repair-10.lua). */
-  private repairAt: RepairCursor = { phase: 'v', cursor: '0' }
+  private repairAt: RepairCursor = { phase: 'p', cursor: '0' }
 
   /**
    * Returns expired leases to pending, then repairs up to a few bounded pages of bookkeeping
@@ -541,7 +541,7 @@ export class Worker {
         this.repairAt = r.next
         lost.push(...r.lost)
         requeued.push(...r.requeued)
-        if (r.next.phase === 'v' && r.next.cursor === '0') break
+        if (r.next.phase === 'p' && r.next.cursor === '0') break
       }
       if (requeued.length) this.kick()
       if (lost.length || requeued.length) this.deps.emit('error', new LostToEvictionError(lost, requeued))
