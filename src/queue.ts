@@ -107,6 +107,9 @@ export interface QueueEvents {
   error: [err: Error]
 }
 
+/** How far past its timeout one Redis call of `flushAndWait` may run (see there). */
+const FLUSH_CALL_GRACE_MS = 500
+
 /** Matches a surrogate code unit not part of a pair (in `u` mode a pair is one code point). */
 const LONE_SURROGATE = /\p{Surrogate}/u
 
@@ -522,7 +525,9 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   /**
    * Flushes everything queued before this call and waits until all of it is finished
    * (embedded or given up), including items already in flight. Never throws on timeout:
-   * the result says whether it drained and how many items remain.
+   * the result says whether it drained and how many items remain. When Redis does not answer,
+   * it rejects with `RedisUnavailableError` within about half a second of `timeoutMs`,
+   * whatever the client's retry settings.
    */
   async flushAndWait(opts: { timeoutMs?: number } = {}): Promise<FlushResult> {
     const timeoutMs = opts.timeoutMs ?? 15_000
@@ -533,19 +538,22 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       this.track(this.flushBuffer())
     }
     const left = (): number => Math.max(1, timeoutMs - (Date.now() - started))
+    // Each Redis call may overrun the deadline by this much: a slow but live Redis still
+    // answers (and the result reports the timeout), a dead one fails soon after the deadline.
+    const callMs = (): number => left() + FLUSH_CALL_GRACE_MS
     // Enqueues still being written count as "queued before the call", within the same deadline.
-    await this.within(left(), Promise.allSettled([...this.writes]), () => new Error('late')).catch(() => {})
-    const mark = await this.bounded('flushAndWait', () => this.scripts.flush(), left())
+    await this.within(left(), Promise.allSettled([...this.writes]), () => undefined)
+    const mark = await this.bounded('flushAndWait', () => this.scripts.flush(), callMs())
     this.worker?.kick()
     let flushedAt = Date.now()
     for (;;) {
       // The forced-flush tick is a key like any other: if Redis lost it (eviction, a failover
       // without persistence), items younger than flushIntervalMs would wait for a full batch.
       if (Date.now() - flushedAt >= 1_000) {
-        await this.bounded('flushAndWait', () => this.scripts.flush(), left())
+        await this.bounded('flushAndWait', () => this.scripts.flush(), callMs())
         flushedAt = Date.now()
       }
-      const remaining = await this.bounded('flushAndWait', () => this.unfinishedUpTo(mark), left())
+      const remaining = await this.bounded('flushAndWait', () => this.unfinishedUpTo(mark), callMs())
       const elapsedMs = Date.now() - started
       if (remaining === 0) {
         this.emit('drained')
@@ -661,7 +669,11 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     if (timeoutMs <= 0) return watching
     // The waiter's own timer starts once it is subscribed; an unreachable Redis must not delay it.
     watching.catch(() => {})
-    return this.within(timeoutMs + 50, watching, () => new EmbedTimeoutError(key, timeoutMs))
+    return this.within(
+      timeoutMs + 50,
+      watching,
+      () => new EmbedTimeoutError(key, timeoutMs),
+    ) as Promise<Float32Array>
   }
 
   /**
@@ -678,10 +690,14 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     return withDeadline(this.o.redis, operation, ms, call, written)
   }
 
-  /** `p`, or after `ms` the `onTimeout()` error. */
-  private within<T>(ms: number, p: Promise<T>, onTimeout: () => Error): Promise<T> {
+  /** `p`, or after `ms` what `onTimeout()` says: an error to reject with, or nothing (resolve). */
+  private within<T>(ms: number, p: Promise<T>, onTimeout: () => Error | undefined): Promise<T | undefined> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(onTimeout()), ms)
+      const timer = setTimeout(() => {
+        const err = onTimeout()
+        if (err) reject(err)
+        else resolve(undefined)
+      }, ms)
       p.then(
         (v) => {
           clearTimeout(timer)

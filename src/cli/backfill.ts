@@ -201,7 +201,14 @@ async function runBackfill(flags: BackfillFlags): Promise<BackfillSummary> {
     const nodes = await scanNodes(redis)
     if (flags.restart) await redis.hdel(stateKey, id)
     const raw = await redis.hget(stateKey, id)
-    let state: SavedBackfill | undefined = raw ? (JSON.parse(raw) as SavedBackfill) : undefined
+    let state: SavedBackfill | undefined
+    try {
+      state = raw ? (JSON.parse(raw) as SavedBackfill) : undefined
+    } catch {
+      process.stderr.write(
+        `embedq: the saved backfill progress in ${stateKey} is unreadable: starting over\n`,
+      )
+    }
     const ids = nodes.map((n) => n.id).sort()
     if (state && Object.keys(state.cursors).sort().join() !== ids.join()) {
       process.stderr.write(
