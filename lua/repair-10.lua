@@ -66,9 +66,11 @@ local function lose(key, version)
   msg[#msg + 1] = entry('F', fmt(version), key, letter)
 end
 
+local dueUntil = now
 local function requeue(key, version)
   redis.call('ZADD', KEYS[3], 'NX', fmt(version), key)
   requeued[#requeued + 1] = key
+  if version > dueUntil then dueUntil = version end
 end
 
 local scanned
@@ -132,8 +134,9 @@ if #keys > 0 then
 end
 
 if #requeued > 0 then
+  -- Requeued items are due at once (they were queued long ago), new versions included.
   local f = num(redis.call('GET', KEYS[10]))
-  if now > f then redis.call('SET', KEYS[10], fmt(now)) end
+  if dueUntil > f then redis.call('SET', KEYS[10], fmt(dueUntil)) end
   redis.call('PUBLISH', ARGV[5], 'repair')
 end
 if #msg > 0 then redis.call('PUBLISH', ARGV[4], table.concat(msg)) end
