@@ -19,6 +19,9 @@ export function isConnectionError(err: unknown): boolean {
   )
 }
 
+/** setTimeout fires at once for delays above 2^31 − 1 ms: clamp (an "infinite" timeout stays long). */
+export const clampTimer = (ms: number): number => Math.min(Math.max(0, ms), 2_147_483_647)
+
 const statusOf = (redis: Redis | Cluster): string => (redis as { status?: string }).status ?? 'unknown'
 
 /**
@@ -39,7 +42,7 @@ export function withDeadline<T>(
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new RedisUnavailableError(statusOf(redis), ms, { operation, written })),
-      Math.max(0, ms),
+      clampTimer(ms),
     )
     let running: Promise<T>
     try {

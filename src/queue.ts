@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events'
 import type { Cluster, Redis } from 'ioredis'
 import { VectorCache } from './cache.js'
 import type { DeadLetter } from './codec.js'
-import { isConnectionError, withDeadline } from './deadline.js'
+import { clampTimer, isConnectionError, withDeadline } from './deadline.js'
 import {
   EmbedTimeoutError,
   EvictionPolicyError,
@@ -697,7 +697,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
         const err = onTimeout()
         if (err) reject(err)
         else resolve(undefined)
-      }, ms)
+      }, clampTimer(ms))
       p.then(
         (v) => {
           clearTimeout(timer)

@@ -151,6 +151,42 @@ describe('#10.7 calls while Redis is down settle in bounded time', () => {
   }
 })
 
+describe('#10.7 options', () => {
+  it('commandTimeoutMs and requireNoEviction are validated, naming the option', () => {
+    const redis = new Redis({ lazyConnect: true })
+    const base = { redis, embedder: fakeEmbedder() }
+    expect(() => new EmbeddingBatchQueue({ ...base, commandTimeoutMs: 5 })).toThrow(
+      /option `commandTimeoutMs` must be an integer in \[100, 3600000\], received 5/,
+    )
+    expect(() => new EmbeddingBatchQueue({ ...base, commandTimeoutMs: '1s' as unknown as number })).toThrow(
+      TypeError,
+    )
+    expect(
+      () => new EmbeddingBatchQueue({ ...base, requireNoEviction: 'yes' as unknown as boolean }),
+    ).toThrow(/option `requireNoEviction` must be a boolean/)
+    redis.disconnect()
+  })
+})
+
+describe('#10.7 deadlines do not break long timeouts', () => {
+  it('a flushAndWait timeout beyond 2^31 ms waits normally instead of failing at once', async () => {
+    const server = await startRedisServer()
+    servers.push(server)
+    const redis = client(server, undefined)
+    const q = new EmbeddingBatchQueue({
+      redis,
+      embedder: fakeEmbedder(),
+      name: uniqueName(),
+      flushIntervalMs: 60_000,
+    })
+    queues.push(q)
+    await q.start()
+    const job = await q.enqueue('long:1', 'text')
+    await expect(q.flushAndWait({ timeoutMs: 40 * 86_400_000 })).resolves.toMatchObject({ drained: true })
+    expect(Array.from(await job.result)).toEqual(Array.from(fakeVector('text', 8)))
+  })
+})
+
 describe('#10.7 an OOM reply at enqueue', () => {
   it('is a RedisOutOfMemoryError and writes nothing (noeviction at maxmemory)', async () => {
     const server = await startRedisServer({
