@@ -165,7 +165,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     this.o = resolveOptions(options)
     this.name = this.o.name
     this.keys = queueKeys(this.o.prefix, this.o.name)
-    this.scripts = new QueueScripts(this.o.redis, this.keys)
+    this.scripts = new QueueScripts(this.o.redis, this.keys, this.o.commandTimeoutMs)
     this.targets = new TargetStore(this.o.redis, this.o.field, this.o.versionField, this.o.writeRetryMs)
     this.waiters = new Waiters({
       redis: this.o.redis,
@@ -541,19 +541,36 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     // Each Redis call may overrun the deadline by this much: a slow but live Redis still
     // answers (and the result reports the timeout), a dead one fails soon after the deadline.
     const callMs = (): number => left() + FLUSH_CALL_GRACE_MS
+    // A Redis call that fails for want of Redis is tried again until the deadline: a short
+    // outage within `timeoutMs` is ridden through, a longer one ends in RedisUnavailableError.
+    const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+      for (;;) {
+        try {
+          return await this.bounded('flushAndWait', fn, callMs())
+        } catch (err) {
+          if (!(err instanceof RedisUnavailableError)) throw err
+          if (Date.now() - started >= timeoutMs)
+            throw new RedisUnavailableError(err.status, Date.now() - started, {
+              operation: 'flushAndWait',
+              cause: err,
+            })
+          await new Promise((r) => setTimeout(r, Math.min(100, left())))
+        }
+      }
+    }
     // Enqueues still being written count as "queued before the call", within the same deadline.
     await this.within(left(), Promise.allSettled([...this.writes]), () => undefined)
-    const mark = await this.bounded('flushAndWait', () => this.scripts.flush(), callMs())
+    const mark = await call(() => this.scripts.flush())
     this.worker?.kick()
     let flushedAt = Date.now()
     for (;;) {
       // The forced-flush tick is a key like any other: if Redis lost it (eviction, a failover
       // without persistence), items younger than flushIntervalMs would wait for a full batch.
       if (Date.now() - flushedAt >= 1_000) {
-        await this.bounded('flushAndWait', () => this.scripts.flush(), callMs())
+        await call(() => this.scripts.flush())
         flushedAt = Date.now()
       }
-      const remaining = await this.bounded('flushAndWait', () => this.unfinishedUpTo(mark), callMs())
+      const remaining = await call(() => this.unfinishedUpTo(mark))
       const elapsedMs = Date.now() - started
       if (remaining === 0) {
         this.emit('drained')

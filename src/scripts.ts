@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
+import { withDeadline } from './deadline.js'
 import { QueueCorruptedError, RedisOutOfMemoryError } from './errors.js'
 import { type LuaScriptName, luaScripts } from './generated/lua.js'
 import { expectedKeyType, type QueueKeys } from './keys.js'
@@ -105,9 +106,15 @@ export interface RepairCursor {
 
 /** One queue's view of the scripts: fills in its keys and channels. */
 export class QueueScripts {
+  /**
+   * `deadlineMs`: every script call settles within it (`RedisUnavailableError` past it), so a
+   * client that queues commands forever while Redis is down (`maxRetriesPerRequest: null`)
+   * cannot hang a worker's claim, ack or release, nor `stop()`.
+   */
   constructor(
     private readonly redis: RedisLike,
     private readonly k: QueueKeys,
+    private readonly deadlineMs?: number,
   ) {}
 
   /**
@@ -116,9 +123,17 @@ export class QueueScripts {
    * stop), an OOM reply `RedisOutOfMemoryError` (a script's first write is refused, so nothing
    * was written).
    */
-  private async run(name: LuaScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+  private async run(
+    name: LuaScriptName,
+    keys: readonly string[],
+    args: readonly Arg[],
+    opts: { bounded?: boolean } = {},
+  ): Promise<unknown> {
     try {
-      return await runScript(this.redis, name, keys, args)
+      const call = (): Promise<unknown> => runScript(this.redis, name, keys, args)
+      return await (this.deadlineMs === undefined || opts.bounded === false
+        ? call()
+        : withDeadline(this.redis, `script ${name}`, this.deadlineMs, call, 'unknown'))
     } catch (err) {
       throw await this.explain(err, keys)
     }
@@ -172,10 +187,14 @@ export class QueueScripts {
     token: string,
   ): Promise<ClaimResult> {
     const k = this.k
+    // Not bounded: a claim abandoned by a deadline would still run once Redis is back and take
+    // leases nobody works on (its items would wait out leaseMs). A claim that waits for Redis
+    // holds nothing, and the worker carries on with its result when Redis answers.
     const res = (await this.run(
       'claim',
       [k.pending, k.inflight, k.jobs, k.versions, k.leases, k.retries, k.flush, k.seq, k.delayed, k.pause],
       [maxBatch, flushIntervalMs, leaseMs, token],
+      { bounded: false },
     )) as (string | number)[]
     const count = Number(res[0])
     const items: ClaimedItem[] = []

@@ -151,6 +151,33 @@ describe('#10.7 calls while Redis is down settle in bounded time', () => {
   }
 })
 
+describe('#10.7 stop() while Redis is down', () => {
+  for (const { label, maxRetriesPerRequest } of settings) {
+    it(`with ${label}: resolves within stopGraceMs + commandTimeoutMs, with a claim in flight`, async () => {
+      const server = await startRedisServer()
+      servers.push(server)
+      const redis = client(server, maxRetriesPerRequest)
+      const embedder = fakeEmbedder({ latencyMs: 3_000 })
+      const q = new EmbeddingBatchQueue({
+        redis,
+        embedder,
+        name: uniqueName(),
+        stopGraceMs: 500,
+        commandTimeoutMs: 1_000,
+      })
+      q.on('error', () => {})
+      await q.start()
+      await q.enqueue('stop:1', 'text')
+      q.flushNow()
+      await waitFor(() => embedder.calls.length === 1, 5_000, 'claim in flight')
+      await server.stop({ kill: true })
+      const r = await timed(q.stop())
+      expect(r.pending, 'stop settled').toBeUndefined()
+      expect(r.ms).toBeLessThan(3_000)
+    }, 30_000)
+  }
+})
+
 describe('#10.7 options', () => {
   it('commandTimeoutMs and requireNoEviction are validated, naming the option', () => {
     const redis = new Redis({ lazyConnect: true })
