@@ -6,8 +6,9 @@
 
   ARGV[1] wake channel
 
-  Returns the watermark: the highest version handed out. Every item with a version up
-  to it was queued before this call.
+  Returns the watermark: the highest version handed out, or now if that is later (a version
+  is never above either, so the watermark covers every item queued before this call even
+  when `seq` was lost, e.g. evicted).
 ]]
 --@include common
 
@@ -18,4 +19,4 @@ if seq > mark then mark = seq end
 local f = num(redis.call('GET', KEYS[1]))
 if mark > f then redis.call('SET', KEYS[1], fmt(mark)) end
 redis.call('PUBLISH', ARGV[1], 'flush')
-return fmt(seq)
+return fmt(mark)

@@ -157,8 +157,22 @@ export class RedisUnavailableError extends EmbedqError {
   override name = 'RedisUnavailableError'
   /** The client's connection status when we gave up (`reconnecting`, `connecting`, `end`, …). */
   readonly status: string
-  constructor(status: string, waitedMs: number) {
-    super(`Redis is not reachable (connection ${status} after ${waitedMs} ms); nothing was written`)
+  /**
+   * `operation` names the call that gave up; `written: 'unknown'` when a write was already
+   * sent (it may still be applied once Redis answers: re-enqueueing the same text is safe).
+   */
+  constructor(
+    status: string,
+    waitedMs: number,
+    options?: { operation?: string; written?: 'nothing' | 'unknown'; cause?: unknown },
+  ) {
+    const what = options?.operation ? `${options.operation}: ` : ''
+    const written =
+      options?.written === 'unknown' ? 'the write may or may not have been applied' : 'nothing was written'
+    super(
+      `${what}Redis is not reachable (connection ${status} after ${waitedMs} ms); ${written}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    )
     this.status = status
   }
 }
@@ -235,6 +249,52 @@ export class ForeignVectorError extends EmbedqError {
 }
 
 /**
+ * A queue-owned key holds the wrong Redis type (another program wrote it, or old data): the
+ * script that met it stopped. Nothing is retried silently; an operator has to look at `key`.
+ */
+export class QueueCorruptedError extends EmbedqError {
+  override name = 'QueueCorruptedError'
+  constructor(
+    /** The queue key of the wrong type. */
+    readonly key: string,
+    /** What embedq keeps there: `zset`, `hash` or `string`. */
+    readonly expectedType: string,
+    /** What Redis holds there now. */
+    readonly actualType: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `embedq queue key ${JSON.stringify(key)} holds a ${actualType}, expected a ${expectedType}: the queue cannot run until it is repaired (delete or rename the key)`,
+      options,
+    )
+  }
+}
+
+/** Redis refused a write because it is at `maxmemory` (policy `noeviction`); nothing was written. */
+export class RedisOutOfMemoryError extends EmbedqError {
+  override name = 'RedisOutOfMemoryError'
+}
+
+/**
+ * Redis may evict keys (`maxmemory-policy` is not `noeviction`): queued work can vanish.
+ * Reported by `start()` (a warning and an `error` event, or a rejection with `requireNoEviction`).
+ */
+export class EvictionPolicyError extends EmbedqError {
+  override name = 'EvictionPolicyError'
+  constructor(
+    /** The server's `maxmemory_policy`, per node (`host:port` on a cluster). */
+    readonly policies: Readonly<Record<string, string>>,
+  ) {
+    const shown = Object.entries(policies)
+      .map(([node, p]) => (node ? `${node}: ${p}` : p))
+      .join(', ')
+    super(
+      `Redis maxmemory-policy is ${shown}, not noeviction: Redis may silently evict queued work (set maxmemory-policy noeviction)`,
+    )
+  }
+}
+
+/**
  * An embedder call did not settle within `embedTimeoutMs`: the queue abandoned it (and aborted
  * its signal), released its leases and retries its items like any timeout (charged an attempt).
  */
@@ -283,4 +343,29 @@ export function deadLetterError(letter: {
   if (letter.reason === TARGET_VERSION_CONFLICT)
     return new TargetVersionConflictError(letter.key, letter.version, letter.attempts, letter.error)
   return new EmbeddingFailedError(letter.key, letter.attempts, letter.error)
+}
+
+/**
+ * The sweep found bookkeeping that only eviction (or a manual delete) leaves behind and
+ * repaired it. `lost` items had no text left: each got a dead letter (error 'lost to
+ * eviction') and its waiters were rejected. `requeued` items still had their text and were
+ * queued again.
+ */
+export class LostToEvictionError extends EmbedqError {
+  override name = 'LostToEvictionError'
+  constructor(
+    /** Target keys whose text was gone (dead-lettered). */
+    readonly lost: readonly string[],
+    /** Target keys whose text survived and were queued again. */
+    readonly requeued: readonly string[],
+  ) {
+    const sample = (keys: readonly string[]): string =>
+      keys
+        .slice(0, 10)
+        .map((k) => JSON.stringify(k))
+        .join(', ') + (keys.length > 10 ? `, … (${keys.length - 10} more)` : '')
+    super(
+      `queue bookkeeping was damaged (evicted by Redis?): ${lost.length} item(s) lost${lost.length ? ` [${sample(lost)}]` : ''}, ${requeued.length} requeued${requeued.length ? ` [${sample(requeued)}]` : ''}`,
+    )
+  }
 }

@@ -72,6 +72,43 @@ export function rateLimitKeys(prefix: string, scope: string): { log: string; tot
   return { log: `${prefix}:{${scope}}:ratelimit:log`, total: `${prefix}:{${scope}}:ratelimit:tokens` }
 }
 
+/** The Redis type embedq keeps under each queue key part (what a script expects to find). */
+const KEY_TYPES: Readonly<Record<string, 'zset' | 'hash' | 'string' | 'stream'>> = {
+  pending: 'zset',
+  inflight: 'zset',
+  versions: 'zset',
+  delayed: 'zset',
+  jobs: 'hash',
+  leases: 'hash',
+  retries: 'hash',
+  failed: 'hash',
+  throughput: 'hash',
+  backfill: 'hash',
+  seq: 'string',
+  flush: 'string',
+  pause: 'string',
+  pauseinfo: 'hash',
+  'done-log': 'stream',
+  imported: 'hash',
+  'ratelimit:log': 'zset',
+  'ratelimit:tokens': 'string',
+}
+
+/** The type a queue-owned key must hold, from its part after the hash tag (undefined: not ours). */
+export function expectedKeyType(key: string): 'zset' | 'hash' | 'string' | 'stream' | undefined {
+  const close = key.indexOf('}:')
+  if (close === -1) return undefined
+  return KEY_TYPES[key.slice(close + 2)]
+}
+
+/**
+ * Whether `key` lies in embedq's own key space: everything under `<prefix>:` (queue keys of
+ * any queue name, rate-limit keys, cache keys). A target key there would overwrite the queue.
+ */
+export function inKeySpace(prefix: string, key: string): boolean {
+  return key.startsWith(`${prefix}:`)
+}
+
 /** Queue names and prefixes must not contain braces (they would break the hash tag) or spaces. */
 export function isValidKeyPart(value: string): boolean {
   return value.length > 0 && value.length <= 200 && NAME_RE.test(value)

@@ -123,6 +123,19 @@ export interface QueueOptions {
    */
   enqueueTimeoutMs?: number
   /**
+   * Longest wait for Redis in a call that takes no timeout of its own (`start`, `stats`,
+   * `pendingCount`, `failed`, `retryFailed`, the enqueue script, `flushNow`'s report): past it
+   * the call rejects with `RedisUnavailableError`, whatever the client's `maxRetriesPerRequest`.
+   * Calls with a timeout (`flushAndWait`) honour theirs instead. @default 5_000
+   */
+  commandTimeoutMs?: number
+  /**
+   * Make `start()` reject with `EvictionPolicyError` when Redis's `maxmemory-policy` is not
+   * `noeviction` (Redis could silently evict queued work). Without it, `start()` only warns
+   * (logger + `error` event). @default false
+   */
+  requireNoEviction?: boolean
+  /**
    * Backpressure: `enqueue` rejects with `QueueFullError` (writing nothing) when the queue
    * would hold more unfinished items than this. 0 means no limit. @default 0
    */
@@ -250,7 +263,7 @@ export function resolveOptions(opts: QueueOptions): ResolvedOptions {
   const backoffBaseMs = int(o, 'backoffBaseMs', 1_000, 0, 3_600_000)
   const backoffMaxMs = int(o, 'backoffMaxMs', 60_000, 0, 86_400_000)
   check(backoffMaxMs >= backoffBaseMs, 'backoffMaxMs', `>= backoffBaseMs (${backoffBaseMs})`, backoffMaxMs)
-  for (const b of ['worker', 'zeroVectorOnFailure', 'trackResults'] as const) {
+  for (const b of ['worker', 'zeroVectorOnFailure', 'trackResults', 'requireNoEviction'] as const) {
     if (o[b] !== undefined) check(typeof o[b] === 'boolean', b, 'a boolean', o[b], TypeError)
   }
   const logger = opts.logger ?? silentLogger
@@ -350,6 +363,8 @@ export function resolveOptions(opts: QueueOptions): ResolvedOptions {
     enqueueChunkSize: int(o, 'enqueueChunkSize', 500, 1, 1000),
     enqueueTimeoutMs: int(o, 'enqueueTimeoutMs', 2_000, 0, 3_600_000),
     maxPending: int(o, 'maxPending', 0, 0, Number.MAX_SAFE_INTEGER),
+    commandTimeoutMs: int(o, 'commandTimeoutMs', 5_000, 100, 3_600_000),
+    requireNoEviction: opts.requireNoEviction ?? false,
     logger,
   }
 }

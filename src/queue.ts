@@ -4,18 +4,23 @@
  * producers' hashes as float32 blobs. See docs/architecture.md for the data model.
  */
 import { EventEmitter } from 'node:events'
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { VectorCache } from './cache.js'
 import type { DeadLetter } from './codec.js'
+import { clampTimer, isConnectionError, withDeadline } from './deadline.js'
 import { embedOne } from './embed-one.js'
 import {
+  EmbedTimeoutError,
+  EvictionPolicyError,
   InvalidInputError,
+  LostToEvictionError,
+  QueueCorruptedError,
   QueueFullError,
   QueueStoppedError,
   RedisUnavailableError,
   toError,
 } from './errors.js'
-import { type QueueKeys, queueKeys } from './keys.js'
+import { inKeySpace, type QueueKeys, queueKeys } from './keys.js'
 import { type QueueOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { embedderRedactor, type Redactor } from './redact.js'
 import { QueueScripts } from './scripts.js'
@@ -89,6 +94,8 @@ export interface QueueStats {
     tokens: number
     cacheHits: number
     cacheMisses: number
+    /** Items the sweep found lost to eviction (dead-lettered 'lost to eviction'). */
+    lostToEviction: number
     waiting: number
   }
 }
@@ -127,6 +134,22 @@ export interface QueueEvents {
 /** One shared no-op handler (a closure per job would cost ~60 bytes of heap per waiting result). */
 const ignore = (): void => {}
 
+/** How far past its timeout one Redis call of `flushAndWait` may run (see there). */
+const FLUSH_CALL_GRACE_MS = 500
+
+/** Matches a surrogate code unit not part of a pair (in `u` mode a pair is one code point). */
+const LONE_SURROGATE = /\p{Surrogate}/u
+
+/** A dead letter, or undefined when the value is not one of ours. */
+function parseDeadLetter(raw: string): DeadLetter | undefined {
+  try {
+    const v = JSON.parse(raw) as Partial<DeadLetter> | null
+    return v && typeof v === 'object' && typeof v.key === 'string' ? (v as DeadLetter) : undefined
+  } catch {
+    return undefined
+  }
+}
+
 const zeroVector = (dims: number): Promise<Float32Array> => Promise.resolve(new Float32Array(dims))
 
 interface Buffered {
@@ -163,6 +186,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     tokens: 0,
     cacheHits: 0,
     cacheMisses: 0,
+    lostToEviction: 0,
   }
 
   constructor(options: QueueOptions) {
@@ -170,7 +194,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     this.o = resolveOptions(options)
     this.name = this.o.name
     this.keys = queueKeys(this.o.prefix, this.o.name)
-    this.scripts = new QueueScripts(this.o.redis, this.keys)
+    this.scripts = new QueueScripts(this.o.redis, this.keys, this.o.commandTimeoutMs)
     this.targets = new TargetStore(
       this.o.redis,
       this.o.field,
@@ -218,6 +242,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
             this.counts.cacheMisses += info.misses
           }
           if (event === 'error') {
+            if (args[0] instanceof LostToEvictionError) this.counts.lostToEviction += args[0].lost.length
             this.o.logger.error({ err: args[0] }, 'embedq worker error')
             if (this.listenerCount('error') === 0) return
           }
@@ -246,10 +271,11 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   start(): Promise<void> {
     if (this.stopped) return Promise.reject(new QueueStoppedError('queue stopped'))
     if (!this.started) {
-      this.started = (async () => {
+      this.started = this.bounded('start', async () => {
+        await this.checkEvictionPolicy()
         await this.waiters.ensureSubscribed()
         await this.worker?.start()
-      })()
+      })
       this.started.catch(() => {
         this.started = undefined
       })
@@ -280,6 +306,19 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     if (typeof key !== 'string')
       return new InvalidInputError(`key must be a string, received ${typeof key}`, 'key')
     if (key.length === 0) return new InvalidInputError('key must not be empty', 'key', key)
+    // A lone surrogate becomes U+FFFD in UTF-8: 'a\uD800' and 'a\uDBFF' would share one hash.
+    if (LONE_SURROGATE.test(key))
+      return new InvalidInputError(
+        `key ${JSON.stringify(key)} is not well-formed UTF-16 (a lone surrogate): it would alias other keys in Redis`,
+        'key',
+        key,
+      )
+    if (inKeySpace(this.o.prefix, key))
+      return new InvalidInputError(
+        `key ${JSON.stringify(key)} is inside embedq's own key space (${JSON.stringify(`${this.o.prefix}:`)}): writing a vector there would corrupt the queue`,
+        'key',
+        key,
+      )
     const keyBytes = Buffer.byteLength(key)
     if (keyBytes > this.o.maxKeyBytes) {
       return new InvalidInputError(
@@ -295,6 +334,13 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
         key,
       )
     }
+    // Refused rather than silently embedded as U+FFFD (the text Redis would store is not this one).
+    if (LONE_SURROGATE.test(text))
+      return new InvalidInputError(
+        `text of ${JSON.stringify(key)} is not well-formed UTF-16 (a lone surrogate)`,
+        'text',
+        key,
+      )
     const textBytes = Buffer.byteLength(text)
     if (textBytes > this.o.maxTextBytes) {
       return new InvalidInputError(
@@ -409,7 +455,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     if (items.length === 0) return []
     await this.ensureConnected()
     // Subscribe before the items exist in Redis: a done message cannot slip past a waiter.
-    if (this.o.trackResults) await this.waiters.ensureSubscribed()
+    if (this.o.trackResults) await this.bounded('enqueue', () => this.waiters.ensureSubscribed())
     // Every chunk's script call is sent at once: one connection executes them in order (so
     // versions stay FIFO) while this process prepares the next, instead of one round trip each.
     const size = this.o.enqueueChunkSize
@@ -428,7 +474,12 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     if (track) this.waiters.expect(keys)
     let res: Awaited<ReturnType<QueueScripts['enqueue']>>
     try {
-      res = await this.scripts.enqueue(chunk, this.o.maxBatchSize, this.o.maxPending)
+      res = await this.bounded(
+        'enqueue',
+        () => this.scripts.enqueue(chunk, this.o.maxBatchSize, this.o.maxPending),
+        this.o.commandTimeoutMs,
+        'unknown',
+      )
     } catch (err) {
       if (track) this.waiters.unexpect(keys)
       throw err
@@ -487,7 +538,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   flushNow(): void {
     if (this.stopped) return
     this.track(
-      this.scripts.flush().then(
+      this.bounded('flushNow', () => this.scripts.flush()).then(
         () => this.worker?.kick(),
         (err) => this.reportError(err),
       ),
@@ -519,7 +570,9 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   /**
    * Flushes everything queued before this call and waits until all of it is finished
    * (embedded or given up), including items already in flight. Never throws on timeout:
-   * the result says whether it drained and how many items remain.
+   * the result says whether it drained and how many items remain. When Redis does not answer,
+   * it rejects with `RedisUnavailableError` within about half a second of `timeoutMs`,
+   * whatever the client's retry settings.
    */
   async flushAndWait(opts: { timeoutMs?: number } = {}): Promise<FlushResult> {
     const timeoutMs = opts.timeoutMs ?? 15_000
@@ -529,12 +582,40 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       this.bufferTimer = undefined
       this.track(this.flushBuffer())
     }
-    await Promise.allSettled([...this.writes])
-    const mark = await this.scripts.flush()
+    const left = (): number => Math.max(1, timeoutMs - (Date.now() - started))
+    // Each Redis call may overrun the deadline by this much: a slow but live Redis still
+    // answers (and the result reports the timeout), a dead one fails soon after the deadline.
+    const callMs = (): number => left() + FLUSH_CALL_GRACE_MS
+    // A Redis call that fails for want of Redis is tried again until the deadline: a short
+    // outage within `timeoutMs` is ridden through, a longer one ends in RedisUnavailableError.
+    const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+      for (;;) {
+        try {
+          return await this.bounded('flushAndWait', fn, callMs())
+        } catch (err) {
+          if (!(err instanceof RedisUnavailableError)) throw err
+          if (Date.now() - started >= timeoutMs)
+            throw new RedisUnavailableError(err.status, Date.now() - started, {
+              operation: 'flushAndWait',
+              cause: err,
+            })
+          await new Promise((r) => setTimeout(r, Math.min(100, left())))
+        }
+      }
+    }
+    // Enqueues still being written count as "queued before the call", within the same deadline.
+    await this.within(left(), Promise.allSettled([...this.writes]), () => undefined)
+    const mark = await call(() => this.scripts.flush())
     this.worker?.kick()
-    const redis = this.o.redis as Redis
+    let flushedAt = Date.now()
     for (;;) {
-      const remaining = await redis.zcount(this.keys.versions, '-inf', String(mark))
+      // The forced-flush tick is a key like any other: if Redis lost it (eviction, a failover
+      // without persistence), items younger than flushIntervalMs would wait for a full batch.
+      if (Date.now() - flushedAt >= 1_000) {
+        await call(() => this.scripts.flush())
+        flushedAt = Date.now()
+      }
+      const remaining = await call(() => this.unfinishedUpTo(mark))
       const elapsedMs = Date.now() - started
       if (remaining === 0) {
         this.emit('drained')
@@ -546,27 +627,49 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     }
   }
 
+  /**
+   * Unfinished items with a version up to `mark`, read atomically with a consistency check:
+   * every script keeps one text in `jobs` per version in `versions`. Texts whose version was
+   * lost (evicted) count as unfinished until the sweep gives them one back.
+   */
+  private async unfinishedUpTo(mark: number | '+inf'): Promise<number> {
+    const k = this.keys
+    const replies = await (this.o.redis as Redis)
+      .multi()
+      .zcount(k.versions, '-inf', String(mark))
+      .hlen(k.jobs)
+      .zcard(k.versions)
+      .exec()
+    const [counted, texts, versions] = (replies ?? []).map(([err, v]) => {
+      if (err) throw err
+      return Number(v)
+    }) as [number, number, number]
+    return counted + Math.max(0, texts - versions)
+  }
+
   /** Items not finished yet (waiting, in flight, or backing off). */
   async pendingCount(): Promise<number> {
-    return (this.o.redis as Redis).zcard(this.keys.versions)
+    return this.bounded('pendingCount', () => this.unfinishedUpTo('+inf'))
   }
 
   async stats(): Promise<QueueStats> {
     const k = this.keys
     const redis = this.o.redis as Redis
     const [unfinished, pending, inflight, retrying, failed, oldest, pause, time, buckets, pauseInfo] =
-      await Promise.all([
-        redis.zcard(k.versions),
-        redis.zcard(k.pending),
-        redis.zcard(k.inflight),
-        redis.zcard(k.delayed),
-        redis.hlen(k.failed),
-        redis.zrange(k.versions, 0, 0, 'WITHSCORES'),
-        redis.get(k.pause),
-        redis.time(),
-        redis.hgetall(k.throughput),
-        redis.hgetall(k.pauseInfo),
-      ])
+      await this.bounded('stats', () =>
+        Promise.all([
+          redis.zcard(k.versions),
+          redis.zcard(k.pending),
+          redis.zcard(k.inflight),
+          redis.zcard(k.delayed),
+          redis.hlen(k.failed),
+          redis.zrange(k.versions, 0, 0, 'WITHSCORES'),
+          redis.get(k.pause),
+          redis.time(),
+          redis.hgetall(k.throughput),
+          redis.hgetall(k.pauseInfo),
+        ]),
+      )
     const nowUs = Number(time[0]) * 1e6 + Number(time[1])
     const pausedForMs = pause ? Math.max(0, Math.round((Number(pause) - nowUs) / 1000)) : 0
     return {
@@ -587,8 +690,27 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
 
   /** Dead letters: items given up after `maxAttempts`. */
   async failed(): Promise<DeadLetter[]> {
-    const all = await (this.o.redis as Redis).hgetall(this.keys.failed)
-    return Object.values(all).map((raw) => JSON.parse(raw) as DeadLetter)
+    const all = await this.bounded('failed', () => (this.o.redis as Redis).hgetall(this.keys.failed))
+    const letters: DeadLetter[] = []
+    const foreign: string[] = []
+    for (const [field, raw] of Object.entries(all)) {
+      const letter = parseDeadLetter(raw)
+      if (letter) letters.push(letter)
+      else foreign.push(field)
+    }
+    // Something other than embedq wrote into the dead-letter hash: skip it, say so.
+    if (foreign.length)
+      this.reportError(
+        new QueueCorruptedError(
+          this.keys.failed,
+          'hash of dead letters (JSON)',
+          `hash with ${foreign.length} foreign field(s): ${foreign
+            .slice(0, 5)
+            .map((f) => JSON.stringify(f))
+            .join(', ')}`,
+        ),
+      )
+    return letters
   }
 
   /**
@@ -607,7 +729,82 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
    */
   result(key: string, opts: { version?: number; timeoutMs?: number } = {}): Promise<Float32Array> {
     if (this.stopped) return Promise.reject(new QueueStoppedError('queue stopped'))
-    return this.waiters.watch(key, opts.version ?? 0, opts.timeoutMs ?? this.o.resultTimeoutMs)
+    const timeoutMs = opts.timeoutMs ?? this.o.resultTimeoutMs
+    const watching = this.waiters.watch(key, opts.version ?? 0, timeoutMs)
+    if (timeoutMs <= 0) return watching
+    // The waiter's own timer starts once it is subscribed; an unreachable Redis must not delay it.
+    watching.catch(() => {})
+    return this.within(
+      timeoutMs + 50,
+      watching,
+      () => new EmbedTimeoutError(key, timeoutMs),
+    ) as Promise<Float32Array>
+  }
+
+  /**
+   * Every public method's Redis work goes through here: it settles within `ms` (default
+   * `commandTimeoutMs`) whatever the client's retry settings, with `RedisUnavailableError`
+   * when Redis does not answer in time.
+   */
+  private bounded<T>(
+    operation: string,
+    call: () => Promise<T>,
+    ms: number = this.o.commandTimeoutMs,
+    written: 'nothing' | 'unknown' = 'nothing',
+  ): Promise<T> {
+    return withDeadline(this.o.redis, operation, ms, call, written)
+  }
+
+  /** `p`, or after `ms` what `onTimeout()` says: an error to reject with, or nothing (resolve). */
+  private within<T>(ms: number, p: Promise<T>, onTimeout: () => Error | undefined): Promise<T | undefined> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const err = onTimeout()
+        if (err) reject(err)
+        else resolve(undefined)
+      }, clampTimer(ms))
+      p.then(
+        (v) => {
+          clearTimeout(timer)
+          resolve(v)
+        },
+        (err: unknown) => {
+          clearTimeout(timer)
+          reject(err)
+        },
+      )
+    })
+  }
+
+  /**
+   * Reads `maxmemory_policy` (INFO memory; shown even where CONFIG is disabled) on every
+   * master. Anything but `noeviction` lets Redis drop queued work silently: warn, or refuse
+   * to start with `requireNoEviction`.
+   */
+  private async checkEvictionPolicy(): Promise<void> {
+    const redis = this.o.redis as Redis | Cluster
+    const cluster = (redis as { isCluster?: boolean }).isCluster === true
+    const nodes: Redis[] = cluster ? (redis as Cluster).nodes('master') : [redis as Redis]
+    const policies: Record<string, string> = {}
+    for (const node of nodes) {
+      let info: string
+      try {
+        info = await node.info('memory')
+      } catch (err) {
+        if (isConnectionError(err)) throw err
+        // A server (or mock) without INFO memory: nothing to check.
+        this.o.logger.debug({ err }, 'embedq: could not read maxmemory_policy')
+        continue
+      }
+      const policy = /^maxmemory_policy:(.*)$/m.exec(String(info))?.[1]?.trim()
+      if (policy && policy !== 'noeviction')
+        policies[cluster ? `${node.options.host}:${node.options.port}` : ''] = policy
+    }
+    if (Object.keys(policies).length === 0) return
+    const err = new EvictionPolicyError(policies)
+    if (this.o.requireNoEviction) throw err
+    this.o.logger.warn({ err }, err.message)
+    if (this.listenerCount('error') > 0) this.emit('error', err)
   }
 
   /**

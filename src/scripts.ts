@@ -7,8 +7,10 @@
  */
 import { createHash } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
+import { withDeadline } from './deadline.js'
+import { QueueCorruptedError, RedisOutOfMemoryError } from './errors.js'
 import { type LuaScriptName, luaScripts } from './generated/lua.js'
-import type { QueueKeys } from './keys.js'
+import { expectedKeyType, type QueueKeys } from './keys.js'
 
 export type Arg = string | number | Buffer
 export type RedisLike = Redis | Cluster
@@ -140,20 +142,73 @@ function doneLogCap(keepLog: boolean, items: number): number {
   return Math.min(DONE_LOG_ITEMS, Math.max(100, Math.ceil(DONE_LOG_ITEMS / Math.max(1, items))))
 }
 
+/** Where the eviction repair continues: a structure and a SCAN cursor within it. */
+export interface RepairCursor {
+  phase: 'v' | 'j' | 'p' | 'd'
+  cursor: string
+}
+
 /** One queue's view of the scripts: fills in its keys and channels. */
 export class QueueScripts {
   /** Whether acks and give-ups append to the done log (not on the in-process mock). */
   private readonly keepDoneLog: boolean
 
+  /**
+   * `deadlineMs`: every script call settles within it (`RedisUnavailableError` past it), so a
+   * client that queues commands forever while Redis is down (`maxRetriesPerRequest: null`)
+   * cannot hang a worker's claim, ack or release, nor `stop()`.
+   */
   constructor(
     private readonly redis: RedisLike,
     private readonly k: QueueKeys,
+    private readonly deadlineMs?: number,
   ) {
     this.keepDoneLog = !isInProcessMock(redis)
   }
 
-  private run(name: LuaScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
-    return runScript(this.redis, name, keys, args)
+  /**
+   * Runs a script of this queue and names what went wrong in Redis's terms: a WRONGTYPE reply
+   * becomes `QueueCorruptedError` naming the declared key of the wrong type (never a silent
+   * stop), an OOM reply `RedisOutOfMemoryError` (a script's first write is refused, so nothing
+   * was written).
+   */
+  private async run(
+    name: LuaScriptName,
+    keys: readonly string[],
+    args: readonly Arg[],
+    opts: { bounded?: boolean } = {},
+  ): Promise<unknown> {
+    try {
+      const call = (): Promise<unknown> => runScript(this.redis, name, keys, args)
+      return await (this.deadlineMs === undefined || opts.bounded === false
+        ? call()
+        : withDeadline(this.redis, `script ${name}`, this.deadlineMs, call, 'unknown'))
+    } catch (err) {
+      throw await this.explain(err, keys)
+    }
+  }
+
+  private async explain(err: unknown, keys: readonly string[]): Promise<unknown> {
+    if (!(err instanceof Error)) return err
+    if (/\bOOM\b/.test(err.message) && /maxmemory/.test(err.message))
+      return new RedisOutOfMemoryError(
+        `Redis is out of memory (maxmemory reached); nothing was written: ${err.message}`,
+        { cause: err },
+      )
+    if (!/\bWRONGTYPE\b/.test(err.message)) return err
+    for (const key of keys) {
+      const expected = expectedKeyType(key)
+      if (!expected) continue
+      let actual: string
+      try {
+        actual = await (this.redis as Redis).type(key)
+      } catch {
+        return err
+      }
+      if (actual !== 'none' && actual !== expected)
+        return new QueueCorruptedError(key, expected, actual, { cause: err })
+    }
+    return err
   }
 
   /** Returns `{ full }` (nothing written) when the chunk would go over `maxPending`. */
@@ -181,10 +236,14 @@ export class QueueScripts {
     token: string,
   ): Promise<ClaimResult> {
     const k = this.k
+    // Not bounded: a claim abandoned by a deadline would still run once Redis is back and take
+    // leases nobody works on (its items would wait out leaseMs). A claim that waits for Redis
+    // holds nothing, and the worker carries on with its result when Redis answers.
     const res = (await this.run(
       'claim',
       [k.pending, k.inflight, k.jobs, k.versions, k.leases, k.retries, k.flush, k.seq, k.delayed, k.pause],
       [maxBatch, flushIntervalMs, leaseMs, token],
+      { bounded: false },
     )) as (string | number)[]
     const count = Number(res[0])
     const items: ClaimedItem[] = []
@@ -255,6 +314,42 @@ export class QueueScripts {
   /** Forces a flush everywhere; returns the watermark (highest version queued so far). */
   async flush(): Promise<number> {
     return Number(await this.run('flush', [this.k.flush, this.k.seq], [this.k.wakeChannel]))
+  }
+
+  /**
+   * One bounded page of the eviction repair (lua/repair-11.lua). Start with `{ phase: 'p',
+   * cursor: '0' }` and pass back what it returns; a full cycle visits pending, delayed,
+   * versions and jobs once.
+   */
+  async repair(
+    at: RepairCursor,
+    count: number,
+  ): Promise<{ next: RepairCursor; lost: string[]; requeued: string[] }> {
+    const k = this.k
+    const res = (await this.run(
+      'repair',
+      [
+        k.versions,
+        k.jobs,
+        k.pending,
+        k.delayed,
+        k.inflight,
+        k.leases,
+        k.retries,
+        k.failed,
+        k.seq,
+        k.flush,
+        k.doneStream,
+      ],
+      [at.phase, at.cursor, count, k.doneChannel, k.wakeChannel, doneLogCap(this.keepDoneLog, count)],
+    )) as (string | number)[]
+    const lostCount = Number(res[2])
+    const keys = res.slice(3).map(String)
+    return {
+      next: { phase: String(res[0]) as RepairCursor['phase'], cursor: String(res[1]) },
+      lost: keys.slice(0, lostCount),
+      requeued: keys.slice(lostCount),
+    }
   }
 
   /**

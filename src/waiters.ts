@@ -210,6 +210,7 @@ export class Waiters {
   async watch(key: string, version: number, timeoutMs: number): Promise<Float32Array> {
     await this.ensureSubscribed()
     const p = this.register(key, version, timeoutMs)
+    p.catch(() => {}) // its timeout may fire while the recheck still waits for Redis
     await this.recheck([key])
     return p
   }

@@ -21,6 +21,7 @@ import type { Embedder } from './embedder.js'
 import { callEmbedder, checkReply, type Outcome, toEmbedderError } from './embedder-guard.js'
 import {
   EmbedderError,
+  LostToEvictionError,
   QuotaExhaustedError,
   TARGET_VERSION_CONFLICT,
   TargetVersionConflictError,
@@ -31,7 +32,7 @@ import {
 import { rateLimitKeys } from './keys.js'
 import type { ResolvedOptions } from './options.js'
 import { embedderRedactor, type Redactor } from './redact.js'
-import type { ClaimedItem, FailItem, PauseReason, QueueScripts } from './scripts.js'
+import type { ClaimedItem, FailItem, PauseReason, QueueScripts, RepairCursor } from './scripts.js'
 import { isTransientRedisError, type TargetStore } from './target-store.js'
 import type { Waiters } from './waiters.js'
 
@@ -689,10 +690,29 @@ export class Worker {
     }
   }
 
+  /** Where the eviction repair continues (see lua/repair-11.lua). */
+  private repairAt: RepairCursor = { phase: 'p', cursor: '0' }
+
+  /**
+   * Returns expired leases to pending, then repairs up to a few bounded pages of bookkeeping
+   * that eviction left inconsistent and reports the loss (`LostToEvictionError`).
+   */
   private async sweep(): Promise<void> {
     try {
       const n = await this.deps.scripts.reclaim(1000)
       if (n > 0) this.kick()
+      const lost: string[] = []
+      const requeued: string[] = []
+      // At most 8 pages of ~500 entries per sweep; a small queue is one cycle of 4 pages.
+      for (let page = 0; page < 8 && this.state === WorkerState.Running; page++) {
+        const r = await this.deps.scripts.repair(this.repairAt, 500)
+        this.repairAt = r.next
+        lost.push(...r.lost)
+        requeued.push(...r.requeued)
+        if (r.next.phase === 'p' && r.next.cursor === '0') break
+      }
+      if (requeued.length) this.kick()
+      if (lost.length || requeued.length) this.deps.emit('error', new LostToEvictionError(lost, requeued))
     } catch (err) {
       this.deps.emit('error', toError(err))
     }

@@ -8,7 +8,7 @@
  */
 import type { Command } from 'commander'
 import type { Cluster, Redis } from 'ioredis'
-import { queueKeys } from '../keys.js'
+import { inKeySpace, queueKeys } from '../keys.js'
 import type { EmbeddingBatchQueue } from '../queue.js'
 import {
   BACKFILL_STATE_TTL_SECONDS,
@@ -201,7 +201,14 @@ async function runBackfill(flags: BackfillFlags): Promise<BackfillSummary> {
     const nodes = await scanNodes(redis)
     if (flags.restart) await redis.hdel(stateKey, id)
     const raw = await redis.hget(stateKey, id)
-    let state: SavedBackfill | undefined = raw ? (JSON.parse(raw) as SavedBackfill) : undefined
+    let state: SavedBackfill | undefined
+    try {
+      state = raw ? (JSON.parse(raw) as SavedBackfill) : undefined
+    } catch {
+      process.stderr.write(
+        `embedq: the saved backfill progress in ${stateKey} is unreadable: starting over\n`,
+      )
+    }
     const ids = nodes.map((n) => n.id).sort()
     if (state && Object.keys(state.cursors).sort().join() !== ids.join()) {
       process.stderr.write(
@@ -266,11 +273,23 @@ async function runBackfill(flags: BackfillFlags): Promise<BackfillSummary> {
         if (stop.signal.aborted) continue
         const cursor = s.cursors[node.id] ?? '0'
         const [next, keys] = await scan(node, cursor, flags.match, flags.count)
-        if (keys.length) {
-          const page = await readPage(redis, node, keys, flags)
+        // The queue's own keys (and cache / rate-limit keys) match a broad pattern too: never
+        // read or enqueue them (a vector written there would corrupt the queue).
+        const own = keys.filter((key) => inKeySpace(flags.prefix, key))
+        if (own.length) {
+          s.skipped.invalid += own.length
+          const shown = own.slice(0, 5).map((k) => JSON.stringify(k))
+          if (own.length > 5) shown.push(`… (${own.length - 5} more)`)
+          bar.note(
+            `skipped ${own.length} key(s) inside embedq's own key space (${flags.prefix}:), never enqueued: ${shown.join(', ')}`,
+          )
+        }
+        const targets = own.length ? keys.filter((key) => !inKeySpace(flags.prefix, key)) : keys
+        if (targets.length) {
+          const page = await readPage(redis, node, targets, flags)
           const items: Array<{ key: string; text: string }> = []
           page.forEach((p, i) => {
-            if (p.outcome === 'enqueue') items.push({ key: keys[i]!, text: p.text! })
+            if (p.outcome === 'enqueue') items.push({ key: targets[i]!, text: p.text! })
             else s.skipped[p.outcome]++
           })
           if (items.length) {
@@ -289,9 +308,9 @@ async function runBackfill(flags: BackfillFlags): Promise<BackfillSummary> {
               }
             }
           }
-          s.scanned += keys.length
-          runScanned += keys.length
         }
+        s.scanned += keys.length
+        runScanned += keys.length
         s.cursors[node.id] = next === '0' ? 'done' : next
         await save()
         bar.update(s, runScanned)

@@ -139,6 +139,7 @@ class FakeQueue implements QueueAdminApi<QueueStats, DeadLetter> {
         tokens: 0,
         cacheHits: 0,
         cacheMisses: 0,
+        lostToEviction: 0,
         waiting: 0,
       },
     }
