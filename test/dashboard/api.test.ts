@@ -36,11 +36,17 @@ describe('dashboard JSON API: reads', () => {
     expect(body.auth).toBe('token')
     expect(body.queues.map((q) => q.name)).toEqual(['chat', 'docs', 'idle'])
     for (const q of body.queues) {
-      const { local: _local, pausedForMs, ...stats } = await source.queue(q.name).stats()
-      const { pausedForMs: shownPause, ...shown } = q.stats as { pausedForMs: number }
+      const { local: _local, pausedForMs, rateLimit, ...stats } = await source.queue(q.name).stats()
+      const {
+        pausedForMs: shownPause,
+        rateLimit: shownLimit,
+        ...shown
+      } = q.stats as { pausedForMs: number; rateLimit: { reason: string | null; pausedForMs: number } }
       expect(shown).toEqual(stats)
-      // A countdown: read a moment apart.
+      // Countdowns: read a moment apart.
       expect(Math.abs(shownPause - pausedForMs)).toBeLessThan(2_000)
+      expect(shownLimit.reason).toBe(rateLimit.reason)
+      expect(Math.abs(shownLimit.pausedForMs - rateLimit.pausedForMs)).toBeLessThan(2_000)
       expect(q.workers).toBe((await source.queue(q.name).workers()).length)
     }
   })
