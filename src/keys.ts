@@ -134,3 +134,6 @@ export function keySlot(key: string): number {
   }
   return crc % 16384
 }
+
+/** SCAN/KEYS MATCH treat * ? [ ] \ as pattern characters: escapes them in a literal prefix. */
+export const escapeGlob = (s: string): string => s.replace(/[*?[\]\\]/g, '\\$&')

@@ -30,6 +30,7 @@ import {
   type VectorAlgorithm,
   type VectorDistance,
 } from './ft-commands.js'
+import { escapeGlob } from './keys.js'
 import type { RedisLike } from './scripts.js'
 
 export type { SchemaField, SearchHit, StructuredFilter, VectorAlgorithm, VectorDistance }
@@ -96,11 +97,6 @@ export interface VectorIndexDeps {
 
 const SCAN_COUNT = 500
 const MAX_K = 10_000
-
-/** SCAN MATCH treats * ? [ ] \ as pattern characters: escape them in a literal prefix. */
-function globEscape(prefix: string): string {
-  return prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
-}
 
 function distanceOf(metric: VectorDistance, a: Float32Array, b: Float32Array): number {
   let dot = 0
@@ -323,7 +319,7 @@ export class VectorIndex {
       for (const prefix of this.def.prefixes) {
         let cursor = '0'
         do {
-          const [next, keys] = await node.scan(cursor, 'MATCH', `${globEscape(prefix)}*`, 'COUNT', SCAN_COUNT)
+          const [next, keys] = await node.scan(cursor, 'MATCH', `${escapeGlob(prefix)}*`, 'COUNT', SCAN_COUNT)
           cursor = next
           const fresh = keys.filter((key) => !seen.has(key))
           for (const key of fresh) seen.add(key)

@@ -5,7 +5,7 @@
  * skipped by Redis, not read.
  */
 import { Cluster, type Redis } from 'ioredis'
-import { isValidKeyPart } from '../keys.js'
+import { escapeGlob, isValidKeyPart } from '../keys.js'
 
 /** Key suffixes that mark a queue (a queue with only a rate-limiter key is not listed). */
 const QUEUE_SUFFIXES = new Set(['seq', 'versions', 'pending', 'inflight', 'failed', 'delayed', 'jobs'])
@@ -19,8 +19,8 @@ export interface DiscoverOptions {
   maxQueues?: number
 }
 
-/** `*`, `?`, `[`, `]` and `\` are glob syntax in MATCH: escape them in the literal prefix. */
-export const escapeGlob = (s: string): string => s.replace(/[*?[\]\\]/g, '\\$&')
+/** Re-exported: the glob escape shared with the vector index's scan (src/keys.ts). */
+export { escapeGlob }
 
 /** The queue name of a queue-owned key under `prefix`, or null. */
 export function queueNameOf(key: string, prefix: string): string | null {
