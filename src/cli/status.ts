@@ -280,7 +280,7 @@ export function registerStatus(program: Command): void {
     .option('--interval <ms>', 'refresh interval of --watch', intArg(100), 2_000)
     .option('--dead-letters <n>', 'latest dead letters to show', intArg(0, 1000), 5)
     .action(async (flags: StatusFlags) => {
-      const conn = await connect(flags)
+      const conn = await connect(flags, { command: 'status' })
       const keys = queueKeys(flags.prefix, flags.name)
       try {
         if (!flags.watch) {
