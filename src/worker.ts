@@ -844,11 +844,14 @@ export class Worker {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
     if (this.historyTimer) clearInterval(this.historyTimer)
     this.claims.clear()
-    await this.flushHistory()
-    try {
-      await this.deps.scripts.workerBeat(this.id, null, 0)
-    } catch (err) {
-      this.deps.emit('error', toError(err))
+    // The last history counts and the registry entry: skipped when Redis is unreachable (stop()
+    // must not wait on it; the entry expires by itself, the counts since the last flush are lost).
+    const status = (this.o.redis as { status?: string }).status
+    if (status === undefined || status === 'ready') {
+      await Promise.all([
+        this.flushHistory(),
+        this.deps.scripts.workerBeat(this.id, null, 0).catch((err) => this.deps.emit('error', toError(err))),
+      ])
     }
     this.state = WorkerState.Stopped
   }
