@@ -42,13 +42,17 @@ const sampler = setInterval(() => {
 }, 20)
 const cpu0 = process.cpuUsage()
 const t0 = Date.now()
-await producer.enqueueMany(Array.from({ length: n }, (_, i) => ({ key: `fp:${i}`, text: `text number ${i} ${'x'.repeat(200)}` })))
+await producer.enqueueMany(
+  Array.from({ length: n }, (_, i) => ({ key: `fp:${i}`, text: `text number ${i} ${'x'.repeat(200)}` })),
+)
 const r = await producer.flushAndWait({ timeoutMs: 120_000 })
 const ms = Date.now() - t0
 const cpu = process.cpuUsage(cpu0)
 clearInterval(sampler)
 // stop() while calls are in flight: the grace period lets them finish.
-await producer.enqueueMany(Array.from({ length: 800 }, (_, i) => ({ key: `fp:stop:${i}`, text: `late ${i}` })))
+await producer.enqueueMany(
+  Array.from({ length: 800 }, (_, i) => ({ key: `fp:stop:${i}`, text: `late ${i}` })),
+)
 producer.flushNow()
 await new Promise((res) => setTimeout(res, 20))
 const s0 = Date.now()
