@@ -6,7 +6,6 @@
 import type { AddressInfo } from 'node:net'
 import express from 'express'
 import { dashboardHandler } from '../src/index.js'
-import { fakeSource } from '../test/dashboard/fake-source.js'
 import { connectRedis } from './shared.js'
 
 const { redis, close } = connectRedis()
@@ -16,8 +15,6 @@ app.use(
   dashboardHandler({
     redis,
     token: process.env.EMBEDQ_DASHBOARD_TOKEN,
-    // TODO(lead): default source = QueueAdmin — drop this line once src/admin.ts exists (demo data until then).
-    source: fakeSource(),
   }),
 )
 app.get('/', (_req, res) => {

@@ -5,7 +5,6 @@
  */
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { dashboardHandler } from '../src/index.js'
-import { fakeSource } from '../test/dashboard/fake-source.js'
 import { connectRedis } from './shared.js'
 
 const { redis, close } = connectRedis()
@@ -13,8 +12,6 @@ const dashboard = dashboardHandler({
   redis,
   basePath: '/admin/embedq',
   token: process.env.EMBEDQ_DASHBOARD_TOKEN,
-  // TODO(lead): default source = QueueAdmin — drop this line once src/admin.ts exists (demo data until then).
-  source: fakeSource(),
 })
 
 const app = Fastify()

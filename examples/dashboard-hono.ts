@@ -8,7 +8,6 @@ import { type HttpBindings, serve } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { type Context, Hono } from 'hono'
 import { dashboardHandler } from '../src/index.js'
-import { fakeSource } from '../test/dashboard/fake-source.js'
 import { connectRedis } from './shared.js'
 
 const { redis, close } = connectRedis()
@@ -16,8 +15,6 @@ const dashboard = dashboardHandler({
   redis,
   basePath: '/admin/embedq',
   token: process.env.EMBEDQ_DASHBOARD_TOKEN,
-  // TODO(lead): default source = QueueAdmin — drop this line once src/admin.ts exists (demo data until then).
-  source: fakeSource(),
 })
 
 const app = new Hono<{ Bindings: HttpBindings }>()

@@ -6,7 +6,6 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { dashboardHandler } from '../src/index.js'
-import { fakeSource } from '../test/dashboard/fake-source.js'
 import { connectRedis } from './shared.js'
 
 const { redis, close } = connectRedis()
@@ -14,8 +13,6 @@ const dashboard = dashboardHandler({
   redis,
   basePath: '/admin/embedq',
   token: process.env.EMBEDQ_DASHBOARD_TOKEN,
-  // TODO(lead): default source = QueueAdmin — drop this line once src/admin.ts exists (demo data until then).
-  source: fakeSource(),
 })
 
 const server = createServer((req, res) => {

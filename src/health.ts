@@ -1,9 +1,13 @@
 /**
  * A tiny HTTP server for orchestrators and Prometheus (node:http, no dependency):
  *
+ * - `GET /livez`: 200 while the server runs (the process is alive and its event loop answers).
+ *   Use it as the liveness probe: a Redis blip must not get every pod restarted.
+ * - `GET /readyz`: 200 when Redis answers a PING within `readyTimeoutMs` and the worker is
+ *   draining (or `requireWorker: false`); 503 otherwise. Use it as the readiness probe.
  * - `GET /healthz`: 200 `{"status":"ok",…}` while the Redis client is connected and the queue's
  *   worker is draining; 503 `{"status":"unavailable",…}` otherwise (connecting, reconnecting,
- *   stopping). Use it as a liveness/readiness probe.
+ *   stopping). Kept as it was.
  * - `GET /metrics`: the Prometheus text of `metrics` (see `createQueueMetrics`); 404 without it.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
@@ -27,6 +31,8 @@ export interface HealthServerOptions {
    * producer-only instance (then only the Redis connection counts). @default true
    */
   requireWorker?: boolean
+  /** How long `/readyz` waits for Redis's PING answer. @default 1_000 */
+  readyTimeoutMs?: number
 }
 
 export interface HealthServer {
@@ -53,6 +59,51 @@ export function healthStatus(opts: Pick<HealthServerOptions, 'queue' | 'redis' |
       status: ok ? 'ok' : 'unavailable',
       queue: opts.queue.name,
       redis: redisStatus,
+      worker: draining ? 'draining' : 'not draining',
+    },
+  }
+}
+
+/** What `/readyz` answers: Redis answers a PING in time, and the worker drains. */
+export async function readiness(
+  opts: Pick<HealthServerOptions, 'queue' | 'redis' | 'requireWorker' | 'readyTimeoutMs'>,
+): Promise<{
+  ok: boolean
+  body: {
+    status: 'ready' | 'not ready'
+    queue: string
+    redis: 'ok' | string
+    worker: 'draining' | 'not draining'
+  }
+}> {
+  const ms = opts.readyTimeoutMs ?? 1_000
+  let redis: string
+  const status = (opts.redis as { status?: string }).status
+  if (status !== undefined && status !== 'ready') redis = status
+  else {
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        (opts.redis as Redis).ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no PING answer within ${ms} ms`)), ms)
+        }),
+      ])
+      redis = 'ok'
+    } catch (err) {
+      redis = (err as Error).message
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  const draining = opts.queue.isRunning
+  const ok = redis === 'ok' && (draining || opts.requireWorker === false)
+  return {
+    ok,
+    body: {
+      status: ok ? 'ready' : 'not ready',
+      queue: opts.queue.name,
+      redis,
       worker: draining ? 'draining' : 'not draining',
     },
   }
@@ -92,7 +143,12 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
       send(res, 405, 'application/json', json({ error: 'method not allowed' }), false)
       return
     }
-    if (path === '/healthz') {
+    if (path === '/livez') {
+      send(res, 200, 'application/json', json({ status: 'alive', queue: opts.queue.name }), head)
+    } else if (path === '/readyz') {
+      const { ok, body } = await readiness(opts)
+      send(res, ok ? 200 : 503, 'application/json', json(body), head)
+    } else if (path === '/healthz') {
       const { ok, body } = healthStatus(opts)
       send(res, ok ? 200 : 503, 'application/json', json(body), head)
     } else if (path === '/metrics' && opts.metrics) {
@@ -102,7 +158,13 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
         send(res, 500, 'text/plain; charset=utf-8', `metrics failed: ${(err as Error).message}\n`, head)
       }
     } else {
-      send(res, 404, 'application/json', json({ error: 'not found', paths: ['/healthz', '/metrics'] }), head)
+      send(
+        res,
+        404,
+        'application/json',
+        json({ error: 'not found', paths: ['/livez', '/readyz', '/healthz', '/metrics'] }),
+        head,
+      )
     }
   }
   const server = createServer((req, res) => {

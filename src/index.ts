@@ -1,3 +1,15 @@
+export { QueueAdmin, type QueueAdminOptions, type SharedStats } from './admin.js'
+export type {
+  BackfillInfo,
+  FailedFilter,
+  FailedPage,
+  HistoryPoint,
+  Inspection,
+  ItemState,
+  PauseState,
+  QueueAdminApi,
+  WorkerInfo,
+} from './admin-types.js'
 export {
   BULK_MAX_ID_LENGTH,
   BULK_MAX_LABEL_LENGTH,
@@ -41,7 +53,14 @@ export {
   TargetVersionConflictError,
   TargetWriteError,
 } from './errors.js'
-export { type HealthServer, type HealthServerOptions, healthStatus, startHealthServer } from './health.js'
+export {
+  type HealthServer,
+  type HealthServerOptions,
+  healthStatus,
+  readiness,
+  startHealthServer,
+} from './health.js'
+export { HISTORY_MINUTES, LATENCY_BUCKETS_MS } from './history.js'
 export { type QueueKeys, queueKeys, rateLimitKeys } from './keys.js'
 export type { Logger } from './logger.js'
 export {

@@ -34,6 +34,14 @@ export interface QueueKeys {
    * subscriber that missed messages reads what it missed from here.
    */
   readonly doneStream: string
+  /** HASH worker id -> WorkerInfo (JSON), rewritten on every heartbeat. */
+  readonly workers: string
+  /** ZSET worker id -> epoch ms (Redis time) after which the worker counts as gone. */
+  readonly workersSeen: string
+  /** STRING operator pause (`pause()`): JSON `{ since, by }`; absent when not paused. */
+  readonly paused: string
+  /** HASH minute -> that minute's counters (CSV, see src/history.ts), 24 h kept. */
+  readonly history: string
   /** Pub/sub channel of done and failed notifications. */
   readonly doneChannel: string
   /** Pub/sub channel that wakes workers (full batch, flush, reclaim). */
@@ -59,6 +67,10 @@ export function queueKeys(prefix: string, name: string): QueueKeys {
     pauseInfo: `${base}:pauseinfo`,
     throughput: `${base}:throughput`,
     doneStream: `${base}:done-log`,
+    workers: `${base}:workers`,
+    workersSeen: `${base}:workers-seen`,
+    paused: `${base}:paused`,
+    history: `${base}:history`,
     doneChannel: `${base}:done`,
     wakeChannel: `${base}:wake`,
   }
@@ -90,6 +102,10 @@ const KEY_TYPES: Readonly<Record<string, 'zset' | 'hash' | 'string' | 'stream'>>
   pauseinfo: 'hash',
   'done-log': 'stream',
   imported: 'hash',
+  workers: 'hash',
+  'workers-seen': 'zset',
+  paused: 'string',
+  history: 'hash',
   'ratelimit:log': 'zset',
   'ratelimit:tokens': 'string',
 }

@@ -138,6 +138,21 @@ const GAUGES: Array<{ name: string; help: string; read: (s: QueueStats) => numbe
     read: (s) => (s.rateLimit.reason === 'quota' ? 1 : 0),
   },
   {
+    name: 'workers',
+    help: 'Live workers of the queue (heartbeating into its keys), in every process',
+    read: (s) => s.workers,
+  },
+  {
+    name: 'backlog_without_worker',
+    help: 'Unfinished items and no live worker: nothing drains the queue (1) or not (0)',
+    read: (s) => (s.backlogWithoutWorker ? 1 : 0),
+  },
+  {
+    name: 'paused',
+    help: 'An operator paused the queue (embedq pause / queue.pause()) (1) or not (0)',
+    read: (s) => (s.paused.paused ? 1 : 0),
+  },
+  {
     name: 'finished_last_minute',
     help: 'Items finished by all workers over about the last minute',
     read: (s) => s.finishedLastMinute,

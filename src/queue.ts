@@ -5,6 +5,16 @@
  */
 import { EventEmitter } from 'node:events'
 import type { Cluster, Redis } from 'ioredis'
+import { foreignFields, QueueAdmin } from './admin.js'
+import type {
+  BackfillInfo,
+  FailedFilter,
+  FailedPage,
+  HistoryPoint,
+  Inspection,
+  PauseState,
+  WorkerInfo,
+} from './admin-types.js'
 import { VectorCache } from './cache.js'
 import type { DeadLetter } from './codec.js'
 import { clampTimer, isConnectionError, withDeadline } from './deadline.js'
@@ -14,7 +24,6 @@ import {
   EvictionPolicyError,
   InvalidInputError,
   LostToEvictionError,
-  QueueCorruptedError,
   QueueFullError,
   QueueStoppedError,
   RedisUnavailableError,
@@ -81,6 +90,12 @@ export interface QueueStats {
   pausedForMs: number
   /** The shared rate-limit pause, as every process and `embedq status` see it. */
   rateLimit: RateLimitStats
+  /** The operator pause (`pause()`/`resume()`), distinct from the rate-limit pause. */
+  paused: PauseState['operator']
+  /** Live workers of the queue (in every process; see `workers()`). */
+  workers: number
+  /** Unfinished items and no live worker: nothing will drain the queue. */
+  backlogWithoutWorker: boolean
   /** Items finished by all workers over about the last minute. */
   finishedLastMinute: number
   /** This instance's counts since it was created (for "indexing N/M" displays). */
@@ -140,16 +155,6 @@ const FLUSH_CALL_GRACE_MS = 500
 /** Matches a surrogate code unit not part of a pair (in `u` mode a pair is one code point). */
 const LONE_SURROGATE = /\p{Surrogate}/u
 
-/** A dead letter, or undefined when the value is not one of ours. */
-function parseDeadLetter(raw: string): DeadLetter | undefined {
-  try {
-    const v = JSON.parse(raw) as Partial<DeadLetter> | null
-    return v && typeof v === 'object' && typeof v.key === 'string' ? (v as DeadLetter) : undefined
-  } catch {
-    return undefined
-  }
-}
-
 const zeroVector = (dims: number): Promise<Float32Array> => Promise.resolve(new Float32Array(dims))
 
 interface Buffered {
@@ -170,6 +175,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   private readonly worker: Worker | undefined
   private readonly queryCache: VectorCache | undefined
   private readonly redactor: Redactor
+  private readonly admin: QueueAdmin
   private stopped = false
   private started: Promise<void> | undefined
   private buffer: Buffered[] = []
@@ -210,8 +216,19 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       logger: this.o.logger,
       onWake: () => this.worker?.kick(),
       onActivity: () => this.notifyActivity(),
+      connectionName: `embedq:${this.o.name}:sub`,
     })
     this.redactor = embedderRedactor(this.o.embedder)
+    this.admin = new QueueAdmin({
+      redis: this.o.redis,
+      name: this.o.name,
+      prefix: this.o.prefix,
+      logger: this.o.logger,
+      commandTimeoutMs: this.o.commandTimeoutMs,
+      field: this.o.field,
+      versionField: this.o.versionField,
+      failedField: this.o.failedField,
+    })
     if (this.o.cache) {
       this.queryCache = new VectorCache(
         this.o.redis,
@@ -652,75 +669,102 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     return this.bounded('pendingCount', () => this.unfinishedUpTo('+inf'))
   }
 
+  /** The queue in Redis as every process sees it, plus this instance's own counts (`local`). */
   async stats(): Promise<QueueStats> {
-    const k = this.keys
-    const redis = this.o.redis as Redis
-    const [unfinished, pending, inflight, retrying, failed, oldest, pause, time, buckets, pauseInfo] =
-      await this.bounded('stats', () =>
-        Promise.all([
-          redis.zcard(k.versions),
-          redis.zcard(k.pending),
-          redis.zcard(k.inflight),
-          redis.zcard(k.delayed),
-          redis.hlen(k.failed),
-          redis.zrange(k.versions, 0, 0, 'WITHSCORES'),
-          redis.get(k.pause),
-          redis.time(),
-          redis.hgetall(k.throughput),
-          redis.hgetall(k.pauseInfo),
-        ]),
-      )
-    const nowUs = Number(time[0]) * 1e6 + Number(time[1])
-    const pausedForMs = pause ? Math.max(0, Math.round((Number(pause) - nowUs) / 1000)) : 0
-    return {
-      unfinished,
-      pending,
-      inflight,
-      retrying,
-      failed,
-      oldestAgeMs: oldest[1] ? Math.max(0, Math.round((nowUs - Number(oldest[1])) / 1000)) : null,
-      pausedForMs,
-      rateLimit: rateLimitStats(pauseInfo, pausedForMs, nowUs),
-      finishedLastMinute: Object.entries(buckets)
-        .filter(([bucket]) => Number(bucket) > Math.floor(nowUs / 1e7) - 6)
-        .reduce((sum, [, n]) => sum + Number(n), 0),
-      local: { ...this.counts, waiting: this.waiters.size },
-    }
+    const shared = await this.admin.sharedStats()
+    return { ...shared, local: { ...this.counts, waiting: this.waiters.size } }
   }
 
-  /** Dead letters: items given up after `maxAttempts`. */
-  async failed(): Promise<DeadLetter[]> {
-    const all = await this.bounded('failed', () => (this.o.redis as Redis).hgetall(this.keys.failed))
+  /**
+   * Dead letters: items given up after `maxAttempts`. Without an argument, all of them (read
+   * with HSCAN pages, as before: an array); with one, one page filtered by `match` (HSCAN MATCH
+   * on the key), `status`, `error` or `keys`, from `cursor` ('0' first; the returned cursor is
+   * '0' at the end). Use the paged form on large queues.
+   */
+  failed(): Promise<DeadLetter[]>
+  failed(opts: FailedFilter & { cursor?: string; count?: number }): Promise<FailedPage<DeadLetter>>
+  async failed(
+    opts?: FailedFilter & { cursor?: string; count?: number },
+  ): Promise<DeadLetter[] | FailedPage<DeadLetter>> {
+    if (opts !== undefined) {
+      const page = await this.admin.failedPage(opts)
+      if (page.foreign.length) this.reportError(foreignFields(this.keys.failed, page.foreign))
+      return { items: page.items, cursor: page.cursor }
+    }
     const letters: DeadLetter[] = []
     const foreign: string[] = []
-    for (const [field, raw] of Object.entries(all)) {
-      const letter = parseDeadLetter(raw)
-      if (letter) letters.push(letter)
-      else foreign.push(field)
-    }
+    let cursor = '0'
+    do {
+      const page = await this.admin.failedPage({ cursor, count: 1_000 })
+      letters.push(...page.items)
+      foreign.push(...page.foreign)
+      cursor = page.cursor
+    } while (cursor !== '0')
     // Something other than embedq wrote into the dead-letter hash: skip it, say so.
-    if (foreign.length)
-      this.reportError(
-        new QueueCorruptedError(
-          this.keys.failed,
-          'hash of dead letters (JSON)',
-          `hash with ${foreign.length} foreign field(s): ${foreign
-            .slice(0, 5)
-            .map((f) => JSON.stringify(f))
-            .join(', ')}`,
-        ),
-      )
+    if (foreign.length) this.reportError(foreignFields(this.keys.failed, foreign))
     return letters
   }
 
   /**
-   * Puts dead letters back in the queue with their text (all of them, or the given keys).
-   * Returns their new jobs.
+   * Puts dead letters back in the queue with their text. Without an argument or with an array
+   * of keys: those (all without one), returning their new jobs (as before). With a filter
+   * (`{ match, status, error, keys }`): every dead letter that passes it, paged with HSCAN,
+   * due at once; returns how many.
    */
-  async retryFailed(keys?: readonly string[]): Promise<EmbedJob[]> {
-    const letters = await this.failed()
-    const chosen = keys ? letters.filter((l) => keys.includes(l.key)) : letters
-    return this.enqueueMany(chosen.map((l) => ({ key: l.key, text: l.text })))
+  retryFailed(keys?: readonly string[]): Promise<EmbedJob[]>
+  retryFailed(filter: FailedFilter): Promise<number>
+  async retryFailed(arg?: readonly string[] | FailedFilter): Promise<EmbedJob[] | number> {
+    if (arg !== undefined && !Array.isArray(arg)) return this.admin.retryFailed(arg as FailedFilter)
+    const keys = arg as readonly string[] | undefined
+    const letters = keys ? (await this.failed({ keys })).items : await this.failed()
+    return this.enqueueMany(letters.map((l) => ({ key: l.key, text: l.text })))
+  }
+
+  /** Deletes the dead letters that pass the filter (all without one); returns how many. */
+  deleteFailed(filter: FailedFilter = {}): Promise<number> {
+    return this.admin.deleteFailed(filter)
+  }
+
+  /** Live workers of this queue, in every process (a SIGKILLed one is gone within 3 heartbeats). */
+  workers(): Promise<WorkerInfo[]> {
+    return this.admin.workers()
+  }
+
+  /**
+   * Pauses claims of every worker of the queue, in every process, until `resume()`: persisted
+   * in Redis, distinct from the rate-limit pause. Producers keep enqueueing; calls in flight finish.
+   */
+  pause(opts: { by?: string } = {}): Promise<void> {
+    return this.admin.pause(opts)
+  }
+
+  /** Lifts the operator pause; every worker claims again at once. */
+  resume(): Promise<void> {
+    return this.admin.resume()
+  }
+
+  /** Whether an operator paused the queue (`pauseState()` shows the rate-limit pause too). */
+  isPaused(): Promise<boolean> {
+    return this.admin.isPaused()
+  }
+
+  pauseState(): Promise<PauseState> {
+    return this.admin.pauseState()
+  }
+
+  /** Everything the queue and the target hash know about `key`. */
+  inspect(key: string): Promise<Inspection> {
+    return this.admin.inspect(key)
+  }
+
+  /** Per-minute history of the last `minutes` (default 60, at most 1440), oldest first. */
+  history(opts: { minutes?: number } = {}): Promise<HistoryPoint[]> {
+    return this.admin.history(opts)
+  }
+
+  /** Saved progress of `embedq backfill` runs of this queue. */
+  backfills(): Promise<BackfillInfo[]> {
+    return this.admin.backfills()
   }
 
   /**
@@ -858,21 +902,5 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   /** Whether this instance's worker is draining. */
   get isRunning(): boolean {
     return this.worker?.currentState === WorkerState.Running
-  }
-}
-
-/** The rate-limit part of `stats()`, from the `pauseinfo` hash and the pause left. */
-function rateLimitStats(info: Record<string, string>, pausedForMs: number, nowUs: number): RateLimitStats {
-  const paused = pausedForMs > 0
-  const at = (tick: string | undefined): Date | null =>
-    paused && tick !== undefined && tick !== '' ? new Date(Number(tick) / 1000) : null
-  return {
-    pausedForMs,
-    reason: paused ? (info.reason === 'quota' ? 'quota' : 'rate-limit') : null,
-    resumesAt: paused ? new Date(Math.round(nowUs / 1000) + pausedForMs) : null,
-    since: at(info.since),
-    quotaId: paused && info.quotaId ? info.quotaId : null,
-    message: paused && info.message ? info.message : null,
-    rateLimitedCalls: Number(info.calls ?? 0),
   }
 }

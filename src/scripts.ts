@@ -85,6 +85,8 @@ export interface ClaimResult {
   waitMs: number
   /** Ready items left after this claim. */
   readyLeft: number
+  /** The claim was refused because the queue is paused: by an operator, or by a rate limit. */
+  pausedBy?: 'operator' | 'rate-limit'
 }
 
 export type FailMode = 'R' | 'G' | 'N'
@@ -241,11 +243,27 @@ export class QueueScripts {
     // holds nothing, and the worker carries on with its result when Redis answers.
     const res = (await this.run(
       'claim',
-      [k.pending, k.inflight, k.jobs, k.versions, k.leases, k.retries, k.flush, k.seq, k.delayed, k.pause],
+      [
+        k.pending,
+        k.inflight,
+        k.jobs,
+        k.versions,
+        k.leases,
+        k.retries,
+        k.flush,
+        k.seq,
+        k.delayed,
+        k.pause,
+        k.paused,
+      ],
       [maxBatch, flushIntervalMs, leaseMs, token],
       { bounded: false },
     )) as (string | number)[]
     const count = Number(res[0])
+    if (count === 0 && res[3] !== undefined) {
+      const pausedBy = String(res[3]) === 'O' ? 'operator' : 'rate-limit'
+      return { items: [], waitMs: Number(res[1]), readyLeft: 0, pausedBy }
+    }
     const items: ClaimedItem[] = []
     for (let i = 0; i < count; i++) {
       const b = 3 + i * 4
@@ -380,6 +398,32 @@ export class QueueScripts {
   /** How long claims stay paused (0 when not paused): the pause key's remaining time to live. */
   async pauseLeft(): Promise<number> {
     return Math.max(0, await (this.redis as Redis).pttl(this.k.pause))
+  }
+
+  /**
+   * Why a chunk claimed ahead must not call the provider now: the operator paused the queue,
+   * or a rate limit did (null: go ahead).
+   */
+  async blockedBy(): Promise<'operator' | 'rate-limit' | null> {
+    const redis = this.redis as Redis
+    const [paused, left] = await Promise.all([redis.exists(this.k.paused), redis.pttl(this.k.pause)])
+    if (paused === 1) return 'operator'
+    return left > 0 ? 'rate-limit' : null
+  }
+
+  /**
+   * Writes this worker's registry entry (`info` JSON without lastSeenAt; the script stamps
+   * Redis's time), counted live for `ttlMs`; `info` null removes it. Returns Redis's time, ms.
+   */
+  async workerBeat(id: string, info: string | null, ttlMs: number): Promise<number> {
+    return Number(
+      await this.run('workerBeat', [this.k.workers, this.k.workersSeen], [id, info ?? '', Math.round(ttlMs)]),
+    )
+  }
+
+  /** Adds per-minute counters to the history (args: minute, CSV, …); prunes aged-out minutes. */
+  async history(keptMinutes: number, width: number, args: readonly string[]): Promise<number> {
+    return Number(await this.run('history', [this.k.history], [keptMinutes, width, ...args]))
   }
 
   /** A provider call succeeded: the next rate limit starts a new streak (the default pause again). */

@@ -82,6 +82,18 @@ export interface WaitersDeps {
   onActivity(): void
   /** The safety-net interval (tests shorten it). @default 5_000 */
   safetyNetMs?: number
+  /** CLIENT SETNAME of the subscriber connection (e.g. `embedq:<queue>:sub`). */
+  connectionName?: string
+}
+
+/** A duplicate of `redis` whose connections carry `name` (CLIENT SETNAME on every connect). */
+function duplicateNamed(redis: Redis | Cluster, name: string | undefined): Redis | Cluster {
+  if (name === undefined) return redis.duplicate() as Redis | Cluster
+  if ((redis as { isCluster?: boolean }).isCluster === true) {
+    const c = redis as Cluster
+    return c.duplicate(undefined, { redisOptions: { ...c.options.redisOptions, connectionName: name } })
+  }
+  return (redis as Redis).duplicate({ connectionName: name })
 }
 
 export class Waiters {
@@ -129,7 +141,7 @@ export class Waiters {
   ensureSubscribed(): Promise<void> {
     if (this.closed) return Promise.reject(new QueueStoppedError('queue stopped'))
     if (!this.subscribed) {
-      const sub = this.deps.redis.duplicate() as Redis | Cluster
+      const sub = duplicateNamed(this.deps.redis, this.deps.connectionName)
       this.sub = sub
       let first = true
       sub.on('error', (err: Error) => this.deps.logger.warn({ err }, 'embedq subscriber connection error'))

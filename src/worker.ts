@@ -13,6 +13,7 @@
  * process's own enqueues, from finished chunks, and from a polling timer as a fallback.
  */
 import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import pLimit from 'p-limit'
 import { backoffMs } from './backoff.js'
 import type { VectorCache } from './cache.js'
@@ -29,11 +30,13 @@ import {
   targetConflictMessage,
   toError,
 } from './errors.js'
+import { HISTORY_FLUSH_MS, HISTORY_MINUTES, HISTORY_WIDTH, HistoryRecorder } from './history.js'
 import { rateLimitKeys } from './keys.js'
 import type { ResolvedOptions } from './options.js'
 import { embedderRedactor, type Redactor } from './redact.js'
 import type { ClaimedItem, FailItem, PauseReason, QueueScripts, RepairCursor } from './scripts.js'
 import { isTransientRedisError, type TargetStore } from './target-store.js'
+import { VERSION } from './version.js'
 import type { Waiters } from './waiters.js'
 
 export const WorkerState = {
@@ -92,10 +95,26 @@ export interface WorkerDeps {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/**
+ * A worker silent for this many heartbeat intervals is gone from `workers()` (its registry
+ * entry expires): with the default leaseMs of 30 s (a beat every 10 s) that is 30 s.
+ */
+export const WORKER_TTL_BEATS = 3
+
+/** The heartbeat interval of a worker with this lease: renews leases and the registry entry. */
+export const heartbeatMs = (leaseMs: number): number => Math.max(100, Math.floor(leaseMs / 3))
+
 /** The longest pause a rate-limited call can ask for (a server's Retry-After is capped to it). */
 export const MAX_RATE_LIMIT_PAUSE_MS = 48 * 3_600_000
 
 export class Worker {
+  /** This instance's id in the worker registry (host, pid and a random part). */
+  readonly id: string
+  private startedAt = 0
+  /** Why the last claim was refused (the queue was paused), or null. */
+  private pausedBy: 'operator' | 'rate-limit' | null = null
+  private readonly history = new HistoryRecorder()
+  private historyTimer: NodeJS.Timeout | undefined
   private state: WorkerState = WorkerState.Idle
   private pumping = false
   private repump = false
@@ -127,9 +146,11 @@ export class Worker {
       ...deps,
       emit: (event, ...args) => {
         if (redactor.active) for (const a of args) redactor.error(a)
+        this.recordHistory(event, args[0])
         deps.emit(event, ...args)
       },
     }
+    this.id = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
     this.limit = pLimit(this.o.concurrency)
     this.rateKeys = this.o.rateLimit ? rateLimitKeys(this.o.prefix, this.o.rateLimit.scope) : undefined
     this.chunkSize = Math.min(this.o.maxBatchSize, this.embedder.maxBatchSize ?? Number.POSITIVE_INFINITY)
@@ -149,12 +170,12 @@ export class Worker {
   async start(): Promise<void> {
     if (this.state !== WorkerState.Idle) return
     this.state = WorkerState.Running
+    this.startedAt = Date.now()
+    await this.beat()
     await this.sweep()
     this.reclaimTimer = setInterval(() => void this.sweep(), this.o.reclaimIntervalMs)
-    this.heartbeatTimer = setInterval(
-      () => void this.heartbeat(),
-      Math.max(100, Math.floor(this.o.leaseMs / 3)),
-    )
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), heartbeatMs(this.o.leaseMs))
+    this.historyTimer = setInterval(() => void this.flushHistory(), HISTORY_FLUSH_MS)
     this.kick()
   }
 
@@ -198,6 +219,7 @@ export class Worker {
             this.o.leaseMs,
             token,
           )
+          this.pausedBy = res.pausedBy ?? null
           if (res.items.length === 0) {
             this.scheduleWake(res.waitMs)
             break
@@ -340,14 +362,21 @@ export class Worker {
     retryable: true,
   })
 
+  /** A chunk claimed ahead that found the queue paused by an operator: back uncharged, not called. */
+  private readonly held = new EmbedderError('not started: the queue is paused by an operator', {
+    retryable: true,
+  })
+
   /**
-   * A chunk claimed before another worker hit a rate limit must not call the provider during
-   * the pause: one PTTL of the shared pause key before each call. If Redis cannot answer, the
-   * call goes ahead (its claim just succeeded, and a 429 would pause it anyway).
+   * A chunk claimed before another worker hit a rate limit, or before an operator paused the
+   * queue, must not call the provider during the pause: one EXISTS and one PTTL before each
+   * call. If Redis cannot answer, the call goes ahead (its claim just succeeded, and a 429
+   * would pause it anyway).
    */
   private async unlessPaused(items: ClaimedItem[], call: () => Promise<Outcome[]>): Promise<Outcome[]> {
-    const left = await this.deps.scripts.pauseLeft().catch(() => 0)
-    if (left > 0) return items.map(() => ({ error: this.deferred }))
+    const blocked = await this.deps.scripts.blockedBy().catch(() => null)
+    if (blocked === 'operator') return items.map(() => ({ error: this.held }))
+    if (blocked === 'rate-limit') return items.map(() => ({ error: this.deferred }))
     return call()
   }
 
@@ -573,7 +602,14 @@ export class Worker {
     for (const { item, error } of failures) {
       const redisDown = error.cause instanceof Error && isTransientRedisError(error.cause)
       const released = stopping && (claim.controller.signal.aborted || error === this.notStarted)
-      if (error.stopsDrain || redisDown || released || error === this.deferred || error.rateLimited) {
+      if (
+        error.stopsDrain ||
+        redisDown ||
+        released ||
+        error === this.deferred ||
+        error === this.held ||
+        error.rateLimited
+      ) {
         // Not the item's fault: give it back uncharged. A rate limit pauses the queue first
         // (below), so the item is not claimed again before the pause ends.
         plan.push({ key: item.key, version: item.version, mode: 'N', delayMs: 0, letter: '' })
@@ -678,7 +714,58 @@ export class Worker {
     this.deps.scripts.endRateLimitStreak().catch((err) => this.deps.emit('error', toError(err)))
   }
 
+  /** This worker's registry entry (lastSeenAt is stamped by the script on Redis's clock). */
+  private info(): string {
+    return JSON.stringify({
+      id: this.id,
+      host: hostname(),
+      pid: process.pid,
+      startedAt: this.startedAt,
+      concurrency: this.o.concurrency,
+      inflight: this.inflightCount,
+      embedder: this.embedder.id ?? 'custom',
+      version: VERSION,
+      paused: this.pausedBy !== null,
+    })
+  }
+
+  /** Writes the registry entry; it expires after WORKER_TTL_BEATS heartbeats without one. */
+  private async beat(): Promise<void> {
+    try {
+      await this.deps.scripts.workerBeat(this.id, this.info(), WORKER_TTL_BEATS * heartbeatMs(this.o.leaseMs))
+    } catch (err) {
+      this.deps.emit('error', toError(err))
+    }
+  }
+
+  /** Feeds the per-minute history from the worker's own events. */
+  private recordHistory(event: keyof WorkerEvents, info: unknown): void {
+    const h = this.history
+    if (event === 'embedded') {
+      h.add('embedded')
+      h.latency((info as { ms: number }).ms)
+    } else if (event === 'failed') h.add('failed')
+    else if (event === 'retrying') h.add('retried')
+    else if (event === 'call') {
+      h.add('providerCalls')
+      h.add('tokens', (info as { tokens: number }).tokens)
+    } else if (event === 'rateLimited') h.add('rateLimited')
+  }
+
+  /** Writes the counts gathered since the last flush (kept for the next one if Redis fails). */
+  private async flushHistory(): Promise<void> {
+    if (this.history.empty) return
+    const args = this.history.take()
+    try {
+      await this.deps.scripts.history(HISTORY_MINUTES, HISTORY_WIDTH, args)
+    } catch (err) {
+      this.history.restore(args)
+      this.deps.emit('error', toError(err))
+    }
+  }
+
   private async heartbeat(): Promise<void> {
+    void this.beat()
     for (const claim of this.claims) {
       if (claim.keys.size === 0) continue
       try {
@@ -755,7 +842,17 @@ export class Worker {
       }
     }
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
+    if (this.historyTimer) clearInterval(this.historyTimer)
     this.claims.clear()
+    // The last history counts and the registry entry: skipped when Redis is unreachable (stop()
+    // must not wait on it; the entry expires by itself, the counts since the last flush are lost).
+    const status = (this.o.redis as { status?: string }).status
+    if (status === undefined || status === 'ready') {
+      await Promise.all([
+        this.flushHistory(),
+        this.deps.scripts.workerBeat(this.id, null, 0).catch((err) => this.deps.emit('error', toError(err))),
+      ])
+    }
     this.state = WorkerState.Stopped
   }
 }

@@ -190,7 +190,7 @@ function scanner(): (
 }
 
 async function runBackfill(flags: BackfillFlags): Promise<BackfillSummary> {
-  const conn = await connect(flags)
+  const conn = await connect(flags, { command: 'backfill' })
   const { redis } = conn
   const started = Date.now()
   const stateKey = backfillStateKey(flags.prefix, flags.name)

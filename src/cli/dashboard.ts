@@ -36,7 +36,7 @@ export interface DashboardDeps {
 export async function serveDashboard(flags: DashboardFlags, deps: DashboardDeps = {}): Promise<void> {
   if (flags.token !== undefined && flags.token.length < 8)
     throw usageError('--token must be at least 8 characters (or set EMBEDQ_DASHBOARD_TOKEN)')
-  const conn = await connect(flags, { longLived: true })
+  const conn = await connect(flags, { longLived: true, command: 'dashboard' })
   const logger = jsonLogger('warn')
   try {
     let handler: ReturnType<typeof dashboardHandler>

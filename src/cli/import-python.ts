@@ -384,7 +384,7 @@ score), so the newest text of a key wins. Running it again skips what was import
         dedup: flags.dedupKey ?? defaults.dedup,
         retries: flags.retriesKey ?? defaults.retries,
       }
-      const conn = await connect(flags)
+      const conn = await connect(flags, { command: 'import-python' })
       const queue = producerQueue(conn.redis, flags)
       try {
         const summary = await importPython(conn.redis, queue, {

@@ -9,10 +9,13 @@ import { registerBackfill } from './backfill.js'
 import { registerDashboard } from './dashboard.js'
 import { registerFailed } from './failed.js'
 import { registerImportPython } from './import-python.js'
+import { registerInspect } from './inspect.js'
+import { registerPause } from './pause.js'
 import { registerPurge } from './purge.js'
 import { CliError, ExitCode } from './shared.js'
 import { registerStatus } from './status.js'
 import { registerWorker } from './worker.js'
+import { registerWorkers } from './workers.js'
 
 /** The package version, from the nearest package.json named embedq (src/cli → ../.., dist → ..). */
 function packageVersion(): string {
@@ -49,6 +52,9 @@ Every command takes --redis <url> (default: $REDIS_URL, else redis://127.0.0.1:6
     )
   registerStatus(program)
   registerWorker(program)
+  registerWorkers(program)
+  registerPause(program)
+  registerInspect(program)
   registerBackfill(program)
   registerFailed(program)
   registerPurge(program)

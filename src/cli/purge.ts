@@ -48,7 +48,7 @@ export function registerPurge(program: Command): void {
     .option('--yes', 'really delete (required)')
     .addOption(jsonOption())
     .action(async (flags: PurgeFlags) => {
-      const conn = await connect(flags)
+      const conn = await connect(flags, { command: 'purge' })
       const queue = producerQueue(conn.redis, flags)
       try {
         const stats = await queue.stats()

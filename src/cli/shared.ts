@@ -4,6 +4,7 @@
  */
 import { type Command, InvalidArgumentError, Option } from 'commander'
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis'
+import { QueueAdmin } from '../admin.js'
 import type { Embedder } from '../embedder.js'
 import { isValidKeyPart } from '../keys.js'
 import type { Logger } from '../logger.js'
@@ -114,7 +115,16 @@ export interface ConnectOptions {
   longLived?: boolean
   /** How long the first connection may take. @default 3_000 */
   connectTimeoutMs?: number
+  /**
+   * The command, for the connection's CLIENT SETNAME `embedq:cli:<command>` (every connection
+   * the CLI opens carries a name, so CLIENT LIST shows who is who).
+   */
+  command?: string
 }
+
+/** The CLIENT SETNAME of a CLI connection (no spaces: Redis refuses them). */
+export const cliConnectionName = (command: string | undefined): string =>
+  `embedq:cli${command ? `:${command.replace(/[^A-Za-z0-9._-]/g, '-')}` : ''}`
 
 /**
  * Connects to `flags.redis` and resolves once the client is ready, or throws
@@ -138,7 +148,9 @@ export async function connect(flags: ConnectionFlags, opts: ConnectOptions = {})
     if (opts.longLived) return Math.min(times * 200, 2_000)
     return times <= 3 ? times * 200 : null
   }
+  const connectionName = cliConnectionName(opts.command)
   const common: RedisOptions = {
+    connectionName,
     lazyConnect: true,
     connectTimeout,
     maxRetriesPerRequest: opts.longLived ? 20 : 1,
@@ -152,6 +164,7 @@ export async function connect(flags: ConnectionFlags, opts: ConnectOptions = {})
       clusterRetryStrategy: retry,
       maxRedirections: 16,
       redisOptions: {
+        connectionName,
         connectTimeout,
         maxRetriesPerRequest: opts.longLived ? 20 : 1,
         ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
@@ -209,6 +222,11 @@ export async function connect(flags: ConnectionFlags, opts: ConnectOptions = {})
 const noEmbedder: Embedder = {
   dimensions: 1,
   embed: () => Promise.reject(new Error('embedq CLI: this queue instance does not embed')),
+}
+
+/** The operator's view of the queue named by the flags (Redis only, nothing to stop). */
+export function queueAdmin(redis: Redis | Cluster, flags: ConnectionFlags): QueueAdmin {
+  return new QueueAdmin({ redis, name: flags.name, prefix: flags.prefix })
 }
 
 /** A producer-only queue for commands that read or enqueue; the caller stops it. */

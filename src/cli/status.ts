@@ -19,7 +19,7 @@ import {
   out,
   plural,
   printJson,
-  producerQueue,
+  queueAdmin,
   sleep,
 } from './shared.js'
 
@@ -69,6 +69,12 @@ export interface StatusReport {
     message: string | null
     rateLimitedCalls: number
   }
+  /** The operator pause (`embedq pause`), distinct from the rate-limit pause. */
+  operatorPause: { paused: boolean; since: string | null; by: string | null }
+  /** Live workers (heartbeating into the queue's keys). */
+  workers: number
+  /** Unfinished items and no live worker: nothing drains the queue. */
+  backlogWithoutWorker: boolean
   throughput: { lastMinute: number; perSecond: number }
   /** Backfills that stopped before the end and can be resumed. */
   backfills: Array<Pick<SavedBackfill, 'match' | 'scanned' | 'enqueued' | 'updatedAt'>>
@@ -96,9 +102,12 @@ async function report(
   keys: QueueKeys,
   deadLetterLimit: number,
 ): Promise<StatusReport> {
-  const queue = producerQueue(redis, flags)
-  try {
-    const [stats, time, flushTick] = await Promise.all([queue.stats(), redis.time(), redis.get(keys.flush)])
+  {
+    const [stats, time, flushTick] = await Promise.all([
+      queueAdmin(redis, flags).stats(),
+      redis.time(),
+      redis.get(keys.flush),
+    ])
     const nowUs = Number(time[0]) * 1e6 + Number(time[1])
     const [ready, retries, failed, backfills] = await Promise.all([
       flushTick ? redis.zcount(keys.pending, '-inf', flushTick) : Promise.resolve(0),
@@ -141,6 +150,13 @@ async function report(
         resumesAt: stats.rateLimit.resumesAt?.toISOString() ?? null,
         since: stats.rateLimit.since?.toISOString() ?? null,
       },
+      operatorPause: {
+        paused: stats.paused.paused,
+        since: stats.paused.since === null ? null : new Date(stats.paused.since).toISOString(),
+        by: stats.paused.by,
+      },
+      workers: stats.workers,
+      backlogWithoutWorker: stats.backlogWithoutWorker,
       throughput: {
         lastMinute: stats.finishedLastMinute,
         perSecond: Math.round((stats.finishedLastMinute / 60) * 10) / 10,
@@ -154,8 +170,6 @@ async function report(
         }
       }),
     }
-  } finally {
-    await queue.stop()
   }
 }
 
@@ -168,6 +182,9 @@ export function renderStatus(r: StatusReport, url: string): string[] {
     .join(' · ')
   const lines = [
     `queue "${r.queue}" (keys ${r.prefix}:{${r.queue}}:*) at ${url}, ${r.time}`,
+    ...(r.backlogWithoutWorker
+      ? [`WARNING: ${fmtInt(r.unfinished)} unfinished item(s) and NO LIVE WORKER: start one (embedq worker)`]
+      : []),
     row('unfinished', fmtInt(r.unfinished), 'waiting, in flight or backing off'),
     row('pending', fmtInt(r.pending), 'waiting for a worker'),
     row(
@@ -192,6 +209,20 @@ export function renderStatus(r: StatusReport, url: string): string[] {
       'throughput',
       fmtInt(r.throughput.lastMinute),
       `finished in the last minute (${r.throughput.perSecond}/s)`,
+    ),
+    row(
+      'workers',
+      fmtInt(r.workers),
+      r.backlogWithoutWorker
+        ? 'BACKLOG WITH NO LIVE WORKER: nothing drains the queue'
+        : 'live (embedq workers: list)',
+    ),
+    row(
+      'paused (op)',
+      r.operatorPause.paused ? 'yes' : 'no',
+      r.operatorPause.paused
+        ? `by ${r.operatorPause.by ?? 'unknown'} since ${r.operatorPause.since ?? '?'} (embedq resume)`
+        : '',
     ),
     row('paused', r.pausedForMs > 0 ? fmtDuration(r.pausedForMs) : 'no', pauseNote(r.rateLimit)),
     row(
@@ -249,7 +280,7 @@ export function registerStatus(program: Command): void {
     .option('--interval <ms>', 'refresh interval of --watch', intArg(100), 2_000)
     .option('--dead-letters <n>', 'latest dead letters to show', intArg(0, 1000), 5)
     .action(async (flags: StatusFlags) => {
-      const conn = await connect(flags)
+      const conn = await connect(flags, { command: 'status' })
       const keys = queueKeys(flags.prefix, flags.name)
       try {
         if (!flags.watch) {

@@ -47,7 +47,7 @@ const PROGRESS_LOG_MS = 30_000
 async function runWorker(flags: WorkerFlags): Promise<void> {
   const log = jsonLogger(flags.logLevel)
   const { embedder, description } = await buildEmbedder(flags)
-  const conn = await connect(flags, { longLived: true })
+  const conn = await connect(flags, { longLived: true, command: 'worker' })
   const { redis } = conn
   const rateLimit =
     flags.requestsPerMinute || flags.tokensPerMinute

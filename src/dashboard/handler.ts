@@ -8,10 +8,12 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { QueueAdmin } from '../admin.js'
 import { dashboardAssets } from '../generated/dashboard-assets.js'
 import { isValidKeyPart } from '../keys.js'
 import { type Logger, silentLogger } from '../logger.js'
 import { failedPage, listQueues, queueDetail } from './api.js'
+import { discoverQueues } from './discover.js'
 import { CACHE, readJsonBody, send, sendError, sendJson } from './http.js'
 import { pageHtml } from './page.js'
 import type { DashboardHandler, DashboardOptions, DashboardSource } from './types.js'
@@ -34,13 +36,26 @@ export type MutationAuth = 'read-only' | 'token' | 'hook' | 'token+hook' | 'none
 
 const READS = 'GET, HEAD'
 
-/** Where the default source (every queue under the prefix, read from Redis) is created. */
-function defaultSource(_opts: DashboardOptions): DashboardSource {
-  // TODO(lead): default source = QueueAdmin: { listQueues: cached discoverQueues(redis, prefix),
-  // queue: (name) => new QueueAdmin({ redis, prefix, name }) }, once src/admin.ts exists.
-  throw new TypeError(
-    'dashboardHandler: the `source` option is required for now (the default source on `redis` comes with QueueAdmin)',
-  )
+/**
+ * The default source: every queue under the prefix, discovered in Redis (the handler caches
+ * the list for `discoveryTtlMs`), each read and changed through a `QueueAdmin` (one per name).
+ */
+function defaultSource(opts: DashboardOptions, prefix: string): DashboardSource {
+  const redis = opts.redis!
+  const admins = new Map<string, QueueAdmin>()
+  return {
+    listQueues: () => discoverQueues(redis, prefix),
+    queue(name) {
+      let admin = admins.get(name)
+      if (!admin) {
+        admin = new QueueAdmin({ redis, prefix, name, ...(opts.logger ? { logger: opts.logger } : {}) })
+        // Names come from discovery or a validated URL; keep the cache from growing without end.
+        if (admins.size >= 1_000) admins.clear()
+        admins.set(name, admin)
+      }
+      return admin
+    },
+  }
 }
 
 function sameToken(given: string, expected: string): boolean {
@@ -86,7 +101,7 @@ export function dashboardHandler(opts: DashboardOptions): DashboardHandler {
   const basePath = normalizeBasePath(opts.basePath)
   const readOnly = opts.readOnly === true
   const logger: Logger = opts.logger ?? silentLogger
-  const source = opts.source ?? defaultSource(opts)
+  const source = opts.source ?? defaultSource(opts, prefix)
   const ttl = opts.discoveryTtlMs ?? 5_000
   const auth: MutationAuth = readOnly
     ? 'read-only'

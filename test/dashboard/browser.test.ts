@@ -1,14 +1,19 @@
 /**
  * The dashboard as a person uses it: Debian's chromium (driven by playwright-core, never a
- * downloaded browser) opens the page at desktop and phone sizes, the figures on screen are
- * checked against the source's stats(), and a dead letter is retried and the queue paused by
- * clicking. Screenshots go to test/artifacts/ (git-ignored).
+ * downloaded browser) opens the page at desktop and phone sizes over REAL queues on a private
+ * redis-server (the default source: QueueAdmin on every discovered queue). The figures on
+ * screen are checked against `stats()`, a dead letter is retried and the queue paused by
+ * clicking, and Redis is checked after each. Screenshots go to test/artifacts/ (git-ignored).
  */
 import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import type { Redis } from 'ioredis'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type FakeSource, fakeSource } from './fake-source.js'
+import { EmbedderError, EmbeddingBatchQueue, QueueAdmin, queueKeys } from '../../src/index.js'
+import { QueueScripts } from '../../src/scripts.js'
+import { fakeEmbedder } from '../helpers/fixtures.js'
+import { type RedisServer, startRedisServer } from '../helpers/redis-server.js'
 import { type Served, serveDashboard } from './serve.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -22,27 +27,85 @@ if (!haveChromium) {
 }
 
 const fmt = (n: number): string => n.toLocaleString('en-US')
+const BAD = ['msg:chat:1001', 'msg:chat:1002', 'msg:chat:1003', 'msg:chat:1004']
 
-describe.skipIf(!haveChromium)('dashboard in a real browser (chromium)', () => {
+describe.skipIf(!haveChromium)('dashboard in a real browser (chromium) on real queues', () => {
   let browser: Browser
-  let source: FakeSource
+  let server: RedisServer
+  let redis: Redis
   let served: Served
+  let chat: EmbeddingBatchQueue
+  let docs: EmbeddingBatchQueue
+  /** The chat worker refuses 'bad' texts while this is set (cleared before the retry click). */
+  let refuseBad = true
+  const admin = (name: string): QueueAdmin => new QueueAdmin({ redis, name })
 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true })
-    source = fakeSource()
-    served = await serveDashboard({ source, token: TOKEN }, '/admin/embedq')
+    server = await startRedisServer()
+    redis = server.client()
+    // chat: a live worker, 20 embedded items and 4 dead letters ("text too long").
+    chat = new EmbeddingBatchQueue({
+      redis,
+      name: 'chat',
+      maxAttempts: 1,
+      leaseMs: 3_000,
+      flushIntervalMs: 50,
+      embedder: fakeEmbedder({
+        maxBatchSize: 1,
+        fail: (texts) =>
+          refuseBad && texts[0]!.startsWith('bad')
+            ? new EmbedderError('400 text too long', { retryable: false, status: 400 })
+            : undefined,
+      }),
+    })
+    await chat.start()
+    const jobs = await chat.enqueueMany([
+      ...Array.from({ length: 20 }, (_, i) => ({ key: `msg:chat:${i}`, text: `hello ${i}` })),
+      ...BAD.map((key) => ({ key, text: `bad ${key}` })),
+    ])
+    await chat.flushAndWait({ timeoutMs: 15_000 })
+    await Promise.allSettled(jobs.map((j) => j.result))
+    // A backfill in progress on chat.
+    await redis.hset(
+      'embedq:{chat}:backfill',
+      'b1',
+      JSON.stringify({
+        match: 'msg:*',
+        scanned: 40,
+        enqueued: 24,
+        updatedAt: Date.now(),
+        cursors: { n: '17' },
+      }),
+    )
+    // docs: a backlog and no worker, and a rate-limit pause.
+    docs = new EmbeddingBatchQueue({ redis, name: 'docs', worker: false, embedder: fakeEmbedder() })
+    await docs.enqueueMany(Array.from({ length: 5 }, (_, i) => ({ key: `doc:${i}`, text: `doc ${i}` })))
+    await new QueueScripts(redis, queueKeys('embedq', 'docs')).pause({
+      delayMs: 600_000,
+      baseMs: 1_000,
+      maxMs: 600_000,
+      reason: 'rate-limit',
+      quotaId: undefined,
+      message: '429 slow down',
+      streakWindowMs: 60_000,
+    })
+    served = await serveDashboard({ redis, token: TOKEN, discoveryTtlMs: 200 }, '/admin/embedq')
     const { chromium } = await import('playwright-core')
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
       args: ['--no-sandbox', '--disable-background-networking'],
     })
-  }, 30_000)
+  }, 60_000)
 
   afterAll(async () => {
     await browser?.close()
     await served?.close()
+    await chat?.stop()
+    await docs?.stop()
+    redis?.disconnect()
+    await server?.destroy()
   })
 
   async function open(width: number, height: number): Promise<{ page: Page; errors: string[] }> {
@@ -62,18 +125,16 @@ describe.skipIf(!haveChromium)('dashboard in a real browser (chromium)', () => {
   }
 
   async function checkFigures(page: Page): Promise<void> {
-    for (const name of ['chat', 'docs', 'idle']) {
-      const stats = await source.queue(name).stats()
+    for (const name of ['chat', 'docs']) {
+      const stats = await admin(name).stats()
       const row = page.locator(`table.queues tr[data-queue="${name}"]`)
       await expect
         .poll(() => row.locator('[data-stat="unfinished"]').textContent())
         .toBe(fmt(stats.unfinished))
-      expect(await row.locator('[data-stat="pending"]').textContent()).toBe(fmt(stats.pending))
+      await expect.poll(() => row.locator('[data-stat="pending"]').textContent()).toBe(fmt(stats.pending))
       expect(await row.locator('[data-stat="inflight"]').textContent()).toBe(fmt(stats.inflight))
-      expect(await row.locator('[data-stat="failed"]').textContent()).toBe(fmt(stats.failed))
-      expect(await row.locator('[data-stat="workers"]').textContent()).toBe(
-        String((await source.queue(name).workers()).length),
-      )
+      await expect.poll(() => row.locator('[data-stat="failed"]').textContent()).toBe(fmt(stats.failed))
+      expect(await row.locator('[data-stat="workers"]').textContent()).toBe(String(stats.workers))
     }
     // `docs` has a backlog and no worker: flagged in red.
     await expect
@@ -89,14 +150,21 @@ describe.skipIf(!haveChromium)('dashboard in a real browser (chromium)', () => {
     try {
       expect(page.url()).toBe(`${served.url}/`)
       await checkFigures(page)
-      const chat = await source.queue('chat').stats()
+      const chatStats = await admin('chat').stats()
+      expect(chatStats).toMatchObject({ failed: 4, workers: 1, unfinished: 0 })
       const cards = page.locator('[data-testid="stat-cards"]')
-      expect(await cards.locator('[data-card="pending"] .card-value').textContent()).toBe(fmt(chat.pending))
-      expect(await cards.locator('[data-card="retrying"] .card-value').textContent()).toBe(fmt(chat.retrying))
-      expect(await cards.locator('[data-card="failed"] .card-value').textContent()).toBe(fmt(chat.failed))
-      // Two uPlot charts drawn on canvases; two workers with their heartbeat ages.
+      expect(await cards.locator('[data-card="pending"] .card-value').textContent()).toBe(
+        fmt(chatStats.pending),
+      )
+      expect(await cards.locator('[data-card="retrying"] .card-value').textContent()).toBe(
+        fmt(chatStats.retrying),
+      )
+      expect(await cards.locator('[data-card="failed"] .card-value').textContent()).toBe(
+        fmt(chatStats.failed),
+      )
+      // Two uPlot charts drawn on canvases; the live worker with its heartbeat age.
       await expect.poll(() => page.locator('[data-testid="charts"] canvas').count()).toBe(2)
-      expect(await page.locator('[data-testid="workers"] tr[data-worker]').count()).toBe(2)
+      expect(await page.locator('[data-testid="workers"] tr[data-worker]').count()).toBe(1)
       expect(await page.locator('[data-testid="workers"]').textContent()).toMatch(/\d ms ago|\d\.\d s ago/)
       // Dead letters grouped by error, and backfills in progress.
       await page.locator('[data-testid="dead-letters"] .group').first().waitFor()
@@ -106,12 +174,11 @@ describe.skipIf(!haveChromium)('dashboard in a real browser (chromium)', () => {
       expect(await page.locator('[data-testid="backfills"]').textContent()).toContain('in progress')
       // Live: a change in the source shows up within a few polls, without a reload.
       await page.evaluate('window.__sameDocument = true')
-      source.states.get('idle')!.pending.set('late:1', 'arrived after the page opened')
-      const idleRow = page.locator('table.queues tr[data-queue="idle"] [data-stat="unfinished"]')
-      await expect.poll(() => idleRow.textContent(), { timeout: 8_000 }).toBe('1')
+      const docsRow = page.locator('table.queues tr[data-queue="docs"] [data-stat="unfinished"]')
+      expect(await docsRow.textContent()).toBe('5')
+      await docs.enqueue('doc:late', 'arrived after the page opened')
+      await expect.poll(() => docsRow.textContent(), { timeout: 8_000 }).toBe('6')
       expect(await page.evaluate('window.__sameDocument')).toBe(true)
-      source.states.get('idle')!.pending.delete('late:1')
-      await expect.poll(() => idleRow.textContent(), { timeout: 8_000 }).toBe('0')
       await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1280x800.png'), fullPage: true })
       await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1280x800-fold.png') })
       expect(errors).toEqual([])
@@ -151,28 +218,27 @@ describe.skipIf(!haveChromium)('dashboard in a real browser (chromium)', () => {
         status: 403,
         body: { error: { code: 'unauthorized', message: expect.any(String) } },
       })
-      expect(source.mutations).toEqual([])
+      expect(await redis.hlen(queueKeys('embedq', 'chat').failed)).toBe(4)
+      expect(await admin('chat').isPaused()).toBe(false)
 
       await page.getByLabel('token').fill(TOKEN)
       await page.getByRole('button', { name: 'Use token' }).click()
 
       const key = 'msg:chat:1004'
-      expect(source.states.get('chat')!.failed.has(key)).toBe(true)
+      const k = queueKeys('embedq', 'chat')
+      expect(await redis.hexists(k.failed, key)).toBe(1)
+      refuseBad = false // the retried text now embeds
       await page.getByRole('button', { name: `Retry dead letter ${key}` }).click()
-      await expect.poll(() => source.mutations.length).toBe(1)
-      expect(source.mutations[0]).toEqual({
-        queue: 'chat',
-        op: 'retryFailed',
-        filter: { keys: [key] },
-        count: 1,
-      })
-      expect(source.states.get('chat')!.failed.has(key)).toBe(false)
+      await expect.poll(() => redis.hexists(k.failed, key)).toBe(0)
+      // Re-enqueued, then embedded by the live worker: the target gets a real vector.
+      await expect.poll(() => redis.hget(key, 'embedding_version'), { timeout: 10_000 }).not.toBeNull()
+      expect(await redis.hexists(key, 'embedding_failed')).toBe(0)
       await page.locator(`tr[data-letter="${key}"]`).waitFor({ state: 'detached' })
 
       await page.getByRole('button', { name: 'Pause queue chat' }).click()
-      await expect.poll(() => source.mutations.length).toBe(2)
-      expect(source.mutations[1]).toEqual({ queue: 'chat', op: 'pause', by: 'dashboard' })
-      expect(await source.queue('chat').isPaused()).toBe(true)
+      await expect.poll(() => redis.get(k.paused)).not.toBeNull()
+      expect(JSON.parse((await redis.get(k.paused))!)).toMatchObject({ by: 'dashboard' })
+      expect(await chat.isPaused()).toBe(true)
       // The page shows the new state without a reload.
       await page.getByRole('button', { name: 'Resume queue chat' }).waitFor()
       await expect
@@ -197,7 +263,7 @@ describe.skipIf(!haveChromium)('dashboard in a real browser (chromium)', () => {
       await expect.poll(() => page.locator('[data-testid="charts"] canvas').count()).toBe(2)
       expect(await page.getByRole('button', { name: /^(Pause|Resume) queue chat$/ }).isVisible()).toBe(true)
       // Inspect a key from the phone.
-      await page.getByLabel('key to inspect').fill('msg:chat:1001')
+      await page.getByLabel('key to inspect').fill(BAD[0]!)
       await page.getByRole('button', { name: 'Inspect' }).click()
       await expect.poll(() => page.locator('[data-testid="inspection"]').textContent()).toContain('failed')
       await page.screenshot({ path: join(ARTIFACTS, 'dashboard-390x844.png'), fullPage: true })

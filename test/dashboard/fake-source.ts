@@ -120,6 +120,9 @@ class FakeQueue implements QueueAdminApi<QueueStats, DeadLetter> {
       oldestAgeMs: pending + s.inflight + s.retrying > 0 ? s.oldestAgeMs : null,
       pausedForMs: s.pause.rateLimit.until ? Math.max(0, s.pause.rateLimit.until - Date.now()) : 0,
       finishedLastMinute: s.finishedLastMinute,
+      paused: s.pause.operator,
+      workers: s.workers.length,
+      backlogWithoutWorker: pending + s.inflight + s.retrying > 0 && s.workers.length === 0,
       rateLimit: {
         pausedForMs: s.pause.rateLimit.until ? Math.max(0, s.pause.rateLimit.until - Date.now()) : 0,
         reason: s.pause.rateLimit.reason,

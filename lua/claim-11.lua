@@ -12,6 +12,7 @@
   KEYS[8] seq       STRING  highest version handed out
   KEYS[9] delayed   ZSET  key -> tick when its backoff ends
   KEYS[10] pause    STRING  no claims before this tick (shared rate-limit pause)
+  KEYS[11] paused   STRING  operator pause (`pause()`): no claims while it exists
 
   ARGV[1] maxBatchSize
   ARGV[2] flushIntervalMs
@@ -20,6 +21,9 @@
 
   Returns { count, waitMs, readyLeft, key, version, attempts, text, ... }
   waitMs: -1 when nothing is queued, else how long until the next batch could be due.
+  A refused claim of a paused queue returns { 0, waitMs, 0, pausedBy }: pausedBy 'O' for
+  the operator pause (waitMs -1: until a resume wakes the workers, or the next poll), 'R'
+  for the rate-limit pause (waitMs: until it ends).
   The policy: a batch is due when maxBatchSize items are ready, when the oldest ready
   item is older than flushIntervalMs, or when the oldest is covered by a forced flush.
 ]]
@@ -29,9 +33,13 @@ local maxBatch = tonumber(ARGV[1])
 local intervalUs = tonumber(ARGV[2]) * 1000.0
 local now = nowUs()
 
+if redis.call('EXISTS', KEYS[11]) == 1 then
+  return { 0, -1, 0, 'O' }
+end
+
 local pauseUntil = num(redis.call('GET', KEYS[10]))
 if pauseUntil > now then
-  return { 0, fmt(math.ceil((pauseUntil - now) / 1000)), 0 }
+  return { 0, fmt(math.ceil((pauseUntil - now) / 1000)), 0, 'R' }
 end
 
 -- Backoffs that have ended rejoin pending, due at once: they were flushed before.
