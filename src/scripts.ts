@@ -460,7 +460,7 @@ export class QueueScripts {
     return Number(res) === 1
   }
 
-  /** Requeues items of a finished bulk job (lua/bulk-requeue-6.lua); one status letter per item. */
+  /** Requeues items of a finished bulk job (lua/bulk-requeue-7.lua); one status letter per item. */
   async bulkRequeue(
     items: readonly { key: string; version: number; mode: 'U' | 'C' | 'M' }[],
     maxAttempts: number,
@@ -472,7 +472,7 @@ export class QueueScripts {
     for (const it of items) args.push(it.key, it.version, it.mode)
     return (await this.run(
       'bulkRequeue',
-      [k.bulk, k.versions, k.retries, k.bulkMisses, k.pending, k.bulkItems],
+      [k.bulk, k.versions, k.retries, k.bulkMisses, k.pending, k.bulkItems, k.flush],
       args,
     )) as string[]
   }

@@ -3,7 +3,7 @@ import { queueKeys } from '../../src/keys.js'
 import { sleep, waitFor } from '../helpers/fixtures.js'
 import { useQueueHarness } from '../helpers/queue-harness.js'
 import { type FakeOpenAIBatch, POISON, startFakeOpenAIBatch } from '../providers/fake-openai-batch.js'
-import { bulkQueue, vectorOf } from './helpers.js'
+import { bulkEmbedder, bulkQueue, FAST_BULK, vectorOf } from './helpers.js'
 
 const h = useQueueHarness()
 let fake: FakeOpenAIBatch
@@ -236,5 +236,40 @@ describe('bulk lane: visibility', () => {
     expect(s.jobs[0]!.ageMs).toBeGreaterThanOrEqual(0)
     expect(s.submittedRequests).toBe(4)
     await sleep(10)
+  })
+})
+
+describe('bulk lane: items missing from a succeeded job', () => {
+  it('are requeued uncharged at most maxMisses times, then go to the online lane', async () => {
+    const online = bulkEmbedder(fake)
+    const inner = online.bulk!
+    // A provider that never returns this item's result (e.g. it drops our ids).
+    const dropping = {
+      ...inner,
+      maxRequestsPerJob: inner.maxRequestsPerJob,
+      maxBytesPerJob: inner.maxBytesPerJob,
+      submit: inner.submit.bind(inner),
+      get: inner.get.bind(inner),
+      findByLabel: inner.findByLabel?.bind(inner),
+      results: async (id: string, o?: { signal?: AbortSignal }) =>
+        (await inner.results(id, o)).filter((r) => r.id !== 'ms:drop'),
+    }
+    const embedder = Object.assign(online, { bulk: dropping })
+    const queue = h.queue({
+      embedder,
+      pollIntervalMs: 20,
+      maxAttempts: 1,
+      bulk: { ...FAST_BULK, maxMisses: 2 },
+    })
+    await queue.start()
+    const drop = await queue.enqueue('ms:drop', 'never answered', { lane: 'bulk' })
+    const keep = await queue.enqueue('ms:keep', 'answered', { lane: 'bulk' })
+    await keep.result
+    await drop.result
+    expect(fake.jobCount()).toBe(3) // the first job and two uncharged requeues
+    expect(online.texts).toEqual(['never answered'])
+    const k = queueKeys('embedq', queue.name)
+    expect(await h.redis.hlen(k.bulkMisses)).toBe(0)
+    expect(await queue.failed()).toHaveLength(0)
   })
 })

@@ -7,6 +7,7 @@
   KEYS[4] bulkmisses HASH  key -> times missing from a succeeded job's results
   KEYS[5] pending    ZSET  key -> ready tick (the online lane)
   KEYS[6] bulkitems  ZSET  key -> version, items inside a submitted job
+  KEYS[7] flush      STRING items with a tick up to this are due now (an item moved online is)
 
   ARGV[1] maxAttempts  ARGV[2] most misses before the item goes online
   ARGV[3..] groups of 3: key, version, mode
@@ -37,6 +38,7 @@ for i = 1, n do
   elseif mode == 'M' and redis.call('HINCRBY', KEYS[4], key, 1) > maxMisses then
     redis.call('HDEL', KEYS[4], key)
     redis.call('ZADD', KEYS[5], 'NX', ver, key)
+    if tonumber(ver) > num(redis.call('GET', KEYS[7])) then redis.call('SET', KEYS[7], ver) end
     out[i] = 'O'
   else
     if mode == 'C' then redis.call('HINCRBY', KEYS[3], key, 1) end
