@@ -76,8 +76,6 @@ export interface BulkLaneDeps {
 const SETTLE_CHUNK = 500
 /** Jobs one worker leases per tick. */
 const LEASE_PER_TICK = 4
-/** Micro-dollars per dollar (the saving is kept as an integer in Redis). */
-const MICRO = 1_000_000
 
 /** Our request id of a key: the key itself when short, else a digest (recomputable on resume). */
 export function bulkRequestId(key: string): string {
@@ -259,15 +257,13 @@ export class BulkLane {
   private async count(items: { text: string }[]): Promise<void> {
     const tokens = items.reduce((n, it) => n + estimateTokens(it.text), 0)
     const price = this.d.bulk.pricing
-    const saving = price
-      ? Math.round((tokens / 1e6) * (price.onlinePerMTokens - price.bulkPerMTokens) * MICRO)
-      : 0
+    const saving = price ? (tokens / 1e6) * (price.onlinePerMTokens - price.bulkPerMTokens) : 0
     await (this.o.redis as Redis)
       .multi()
       .hincrby(this.d.keys.bulkStats, 'jobs', 1)
       .hincrby(this.d.keys.bulkStats, 'requests', items.length)
       .hincrby(this.d.keys.bulkStats, 'tokens', tokens)
-      .hincrby(this.d.keys.bulkStats, 'savingMicroUsd', saving)
+      .hincrbyfloat(this.d.keys.bulkStats, 'savingUsd', saving)
       .exec()
   }
 

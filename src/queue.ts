@@ -490,14 +490,17 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     return jobs
   }
 
-  /** The lane an enqueue asked for; 'bulk' needs an embedder with a batch API. */
+  /**
+   * The lane an enqueue asked for. A worker instance refuses 'bulk' unless its embedder has a
+   * batch API; a producer (`worker: false`) may queue bulk items for workers that have one.
+   */
   private laneOf(opts: EnqueueOptions | undefined): Lane {
     const lane = opts?.lane ?? 'online'
     if (lane !== 'online' && lane !== 'bulk')
       throw new TypeError(
         `embedq: option \`lane\` must be 'online' or 'bulk', received ${JSON.stringify(lane)}`,
       )
-    if (lane === 'bulk' && !this.o.embedder.bulk)
+    if (lane === 'bulk' && this.o.worker && !this.o.embedder.bulk)
       throw new TypeError(
         "embedq: lane 'bulk' needs an embedder with a batch API (embedder.bulk: geminiEmbedder, openAIEmbedder or your own)",
       )
@@ -895,7 +898,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       submittedJobs: Number(totals.jobs ?? 0),
       submittedRequests: Number(totals.requests ?? 0),
       tokensSent: Number(totals.tokens ?? 0),
-      estimatedSavingUsd: Number(totals.savingMicroUsd ?? 0) / 1_000_000,
+      estimatedSavingUsd: Number(totals.savingUsd ?? 0),
       pausedUntil: paused > nowMs ? new Date(paused) : null,
     }
   }
