@@ -92,4 +92,5 @@ redis.call('ZADD', KEYS[8], fmt(nowMs + tonumber(ARGV[9])), ARGV[1])
 redis.call('HSET', KEYS[9], ARGV[1], ARGV[3])
 out[1] = #taken
 out[3] = redis.call('ZCARD', KEYS[1])
-return reply(out)
+-- Not reply(): up to 3 × maxItems values, more than unpack() takes.
+return out

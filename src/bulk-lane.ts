@@ -87,8 +87,6 @@ export function estimateTokens(text: string): number {
   return Math.ceil(text.length / 4)
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
 export class BulkLane {
   private running = false
   private timer: NodeJS.Timeout | undefined
@@ -161,7 +159,15 @@ export class BulkLane {
     if (this.timer) clearTimeout(this.timer)
     this.timer = undefined
     this.controller.abort(new Error('embedq bulk lane stopping'))
-    await Promise.race([this.ticking ?? Promise.resolve(), sleep(5_000)])
+    // A provider call in progress was aborted above; wait for the tick to notice, boundedly.
+    let bound: NodeJS.Timeout | undefined
+    await Promise.race([
+      this.ticking ?? Promise.resolve(),
+      new Promise<void>((r) => {
+        bound = setTimeout(r, 5_000)
+      }),
+    ])
+    clearTimeout(bound)
   }
 
   private label(id: string): string {

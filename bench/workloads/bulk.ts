@@ -114,10 +114,11 @@ export async function bulkWorkload(ctx: BenchContext): Promise<BulkResult> {
         maxPollIntervalMs: 200,
       },
     })
+    queue.on('error', (err) => ctx.log(`bulk lane error: ${err.message}`))
     const t0 = now()
     await queue.enqueueMany(list, { lane: 'bulk' })
     await queue.start()
-    const r = await queue.flushAndWait({ timeoutMs: 300_000, bulk: 'wait' })
+    const r = await queue.flushAndWait({ timeoutMs: 120_000, bulk: 'wait' })
     const wallMs = now() - t0
     const stats = await queue.stats()
     await queue.stop()

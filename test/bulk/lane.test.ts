@@ -273,3 +273,15 @@ describe('bulk lane: items missing from a succeeded job', () => {
     expect(await queue.failed()).toHaveLength(0)
   })
 })
+
+describe('bulk lane: job size', () => {
+  it('gathers a job of 9,000 items in one script call (more values than Lua unpack takes) and splits by maxJobSize', async () => {
+    const { queue } = bulkQueue(h, fake, { trackResults: false, bulk: { maxJobSize: 6_000, gatherMs: 0 } })
+    await queue.enqueueMany(items(12_000, 'big'), { lane: 'bulk' })
+    await queue.start()
+    const r = await queue.flushAndWait({ timeoutMs: 40_000, bulk: 'wait' })
+    expect(r).toMatchObject({ drained: true, remaining: 0 })
+    expect(fake.jobCount()).toBe(2)
+    expect(await vectorOf(h.redis, fake, 'big:11999', ['bulk text 11999'])).toBe('bulk:bulk text 11999')
+  }, 60_000)
+})
