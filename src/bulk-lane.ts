@@ -231,6 +231,12 @@ export class BulkLane {
     } catch (err) {
       const e = toEmbedderError(err)
       record.error = e.message
+      if (!this.running) {
+        // Stopping aborted the call: whether the job was created is unknown. Due at once, so
+        // any worker looks its label up (and adopts or requeues) without waiting for a lease.
+        await scripts.bulkSave(record.id, this.token, JSON.stringify(record), 0, true)
+        return
+      }
       if (e.retryable) {
         const waitMs = Math.max(e.retryAfterMs ?? 0, backoffMs(record.attempts, 1_000, b.maxPollIntervalMs))
         await (this.o.redis as Redis).hset(this.d.keys.bulkStats, 'pausedUntil', String(Date.now() + waitMs))
@@ -294,7 +300,11 @@ export class BulkLane {
       try {
         await this.step(rec)
       } catch (err) {
-        if (!this.running) return
+        if (!this.running) {
+          // Stopping aborted this step: hand the job back at once rather than after the lease.
+          await this.d.scripts.bulkSave(rec.id, this.token, JSON.stringify(rec), 0, true).catch(() => {})
+          return
+        }
         this.d.emit('error', toError(err))
         // Try again after a backoff; the lease is released so any worker may.
         await this.d.scripts
