@@ -1,7 +1,7 @@
 /**
  * embedq benchmark: `npm run bench` (N = 20,000) or `npm run bench:smoke` (tiny N, for CI).
  *
- *   tsx bench/run.ts [--n 20000] [--smoke] [--only enqueue,drain,latency,memory,scale]
+ *   tsx bench/run.ts [--n 20000] [--smoke] [--only enqueue,drain,latency,memory,scale,bulk]
  *                    [--repeat 3] [--out bench/results] [--docs]
  *
  * Starts one private redis-server (never the machine's shared one), runs every workload
@@ -19,13 +19,14 @@ import { startRedisServer } from '../test/helpers/redis-server.js'
 import { createContext } from './lib/context.js'
 import { type BenchResults, computeTargets, type Machine, renderMarkdown } from './lib/report.js'
 import { now } from './lib/stats.js'
+import { bulkWorkload } from './workloads/bulk.js'
 import { drainWorkload } from './workloads/drain.js'
 import { enqueueWorkload } from './workloads/enqueue.js'
 import { latencyWorkload } from './workloads/latency.js'
 import { memoryWorkload } from './workloads/memory.js'
 import { scaleWorkload } from './workloads/scale.js'
 
-const WORKLOADS = ['enqueue', 'drain', 'latency', 'memory', 'scale'] as const
+const WORKLOADS = ['enqueue', 'drain', 'latency', 'memory', 'scale', 'bulk'] as const
 type Workload = (typeof WORKLOADS)[number]
 const LATENCIES = [0, 50] as const
 const DOCS_START = '<!-- bench:table:start -->'
@@ -143,6 +144,7 @@ async function main(): Promise<void> {
     }
     if (opts.only.has('memory')) results.memory = await memoryWorkload(ctx)
     if (opts.only.has('scale')) results.scale = await scaleWorkload(ctx, LATENCIES)
+    if (opts.only.has('bulk')) results.bulk = await bulkWorkload(ctx)
     results.meta.durationS = (now() - started) / 1000
     results.meta.loadavg[1] = loadavg()[0]!
     results.targets = computeTargets(results)

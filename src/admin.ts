@@ -20,13 +20,14 @@ import type {
   QueueAdminApi,
   WorkerInfo,
 } from './admin-types.js'
+import type { BulkJobRecord } from './bulk-lane.js'
 import type { DeadLetter } from './codec.js'
 import { withDeadline } from './deadline.js'
 import { QueueCorruptedError } from './errors.js'
 import { HISTORY_MINUTES, historyPoint } from './history.js'
 import { isValidKeyPart, type QueueKeys, queueKeys } from './keys.js'
 import { type Logger, silentLogger } from './logger.js'
-import type { QueueStats, RateLimitStats } from './queue.js'
+import type { BulkStats, QueueStats, RateLimitStats } from './queue.js'
 import { QueueScripts } from './scripts.js'
 
 export interface QueueAdminOptions {
@@ -201,6 +202,51 @@ export class QueueAdmin implements QueueAdminApi<QueueStats, DeadLetter> {
       finishedLastMinute: Object.entries(buckets)
         .filter(([bucket]) => Number(bucket) > Math.floor(nowUs / 1e7) - 6)
         .reduce((sum, [, n]) => sum + Number(n), 0),
+      bulk: await this.bounded('stats', () => this.bulkStats(Math.round(nowUs / 1000))),
+    }
+  }
+
+  /** The bulk lane's waiting items, unsettled jobs and totals (`stats().bulk`). */
+  async bulkStats(nowMs: number): Promise<BulkStats> {
+    const k = this.keys
+    const redis = this.redis
+    const [waiting, inJobs, records, totals] = await Promise.all([
+      redis.zcard(k.bulk),
+      redis.zcard(k.bulkItems),
+      redis.hgetall(k.bulkJobs),
+      redis.hgetall(k.bulkStats),
+    ])
+    const jobs: BulkStats['jobs'] = []
+    for (const raw of Object.values(records)) {
+      let r: BulkJobRecord
+      try {
+        r = JSON.parse(raw) as BulkJobRecord
+      } catch {
+        continue
+      }
+      jobs.push({
+        id: r.id,
+        state: r.state,
+        providerJobId: r.providerJobId ?? null,
+        requests: r.count,
+        completed: r.completed ?? 0,
+        failed: r.failed ?? 0,
+        ageMs: Math.max(0, nowMs - r.createdAt),
+        lastPolledAt: r.lastPolledAt ? new Date(r.lastPolledAt) : null,
+        error: r.error ?? null,
+      })
+    }
+    jobs.sort((a, b) => b.ageMs - a.ageMs)
+    const paused = Number(totals.pausedUntil ?? 0)
+    return {
+      waiting,
+      inJobs,
+      jobs,
+      submittedJobs: Number(totals.jobs ?? 0),
+      submittedRequests: Number(totals.requests ?? 0),
+      tokensSent: Number(totals.tokens ?? 0),
+      estimatedSavingUsd: Number(totals.savingUsd ?? 0),
+      pausedUntil: paused > nowMs ? new Date(paused) : null,
     }
   }
 

@@ -71,13 +71,17 @@ export {
   type QueueMetrics,
   type QueueMetricsOptions,
 } from './metrics.js'
-export type { CacheOptions, QueueOptions, RateLimitOptions } from './options.js'
+export type { BulkLaneOptions, CacheOptions, QueueOptions, RateLimitOptions } from './options.js'
 export * from './providers/index.js'
 export {
+  type BulkStats,
   EmbeddingBatchQueue,
   type EmbedJob,
   type EnqueueItem,
+  type EnqueueOptions,
+  type FlushOptions,
   type FlushResult,
+  type Lane,
   type QueueEvents,
   type QueueStats,
   type RateLimitStats,

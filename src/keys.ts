@@ -42,6 +42,20 @@ export interface QueueKeys {
   readonly paused: string
   /** HASH minute -> that minute's counters (CSV, see src/history.ts), 24 h kept. */
   readonly history: string
+  /** ZSET key -> version: items waiting for the bulk lane (online claims never look here). */
+  readonly bulk: string
+  /** ZSET key -> version: items inside a submitted bulk job (out of flushAndWait's count). */
+  readonly bulkItems: string
+  /** HASH bulk job id -> JSON record (label, provider job id, state, counts, times). */
+  readonly bulkJobs: string
+  /** ZSET bulk job id -> tick (ms) when a worker should look at it next (poll, or a stale submit). */
+  readonly bulkDue: string
+  /** HASH bulk job id -> token of the worker holding its poll lease. */
+  readonly bulkLeases: string
+  /** HASH key -> times it was missing from a succeeded job's results (bounded uncharged requeues). */
+  readonly bulkMisses: string
+  /** HASH totals of the bulk lane: requests submitted, tokens sent, estimated saving, pause. */
+  readonly bulkStats: string
   /** Pub/sub channel of done and failed notifications. */
   readonly doneChannel: string
   /** Pub/sub channel that wakes workers (full batch, flush, reclaim). */
@@ -71,6 +85,13 @@ export function queueKeys(prefix: string, name: string): QueueKeys {
     workersSeen: `${base}:workers-seen`,
     paused: `${base}:paused`,
     history: `${base}:history`,
+    bulk: `${base}:bulk`,
+    bulkItems: `${base}:bulkitems`,
+    bulkJobs: `${base}:bulkjobs`,
+    bulkDue: `${base}:bulkdue`,
+    bulkLeases: `${base}:bulkleases`,
+    bulkMisses: `${base}:bulkmisses`,
+    bulkStats: `${base}:bulkstats`,
     doneChannel: `${base}:done`,
     wakeChannel: `${base}:wake`,
   }
@@ -108,13 +129,29 @@ const KEY_TYPES: Readonly<Record<string, 'zset' | 'hash' | 'string' | 'stream'>>
   history: 'hash',
   'ratelimit:log': 'zset',
   'ratelimit:tokens': 'string',
+  bulk: 'zset',
+  bulkitems: 'zset',
+  bulkjobs: 'hash',
+  bulkdue: 'zset',
+  bulkleases: 'hash',
+  bulkmisses: 'hash',
+  bulkstats: 'hash',
+  /** `bulkjob:<id>`: key -> version of one bulk job's items (see {@link bulkJobKey}). */
+  'bulkjob:*': 'hash',
+}
+
+/** HASH key -> version of the items of bulk job `id` (same hash tag as the queue). */
+export function bulkJobKey(keys: QueueKeys, id: string): string {
+  return `${keys.bulkJobs.slice(0, -'bulkjobs'.length)}bulkjob:${id}`
 }
 
 /** The type a queue-owned key must hold, from its part after the hash tag (undefined: not ours). */
 export function expectedKeyType(key: string): 'zset' | 'hash' | 'string' | 'stream' | undefined {
   const close = key.indexOf('}:')
   if (close === -1) return undefined
-  return KEY_TYPES[key.slice(close + 2)]
+  const part = key.slice(close + 2)
+  if (part.startsWith('bulkjob:')) return KEY_TYPES['bulkjob:*']
+  return KEY_TYPES[part]
 }
 
 /**

@@ -157,7 +157,31 @@ const GAUGES: Array<{ name: string; help: string; read: (s: QueueStats) => numbe
     help: 'Items finished by all workers over about the last minute',
     read: (s) => s.finishedLastMinute,
   },
+  {
+    name: 'bulk_waiting',
+    help: 'Bulk-lane items waiting to be gathered into a provider batch job',
+    read: (s) => s.bulk?.waiting ?? 0,
+  },
+  {
+    name: 'bulk_in_jobs',
+    help: 'Bulk-lane items inside submitted provider batch jobs',
+    read: (s) => s.bulk?.inJobs ?? 0,
+  },
+  {
+    // Totals kept in Redis by every worker of the queue (monotonic), exposed as gauges.
+    name: 'bulk_tokens_total',
+    help: 'Estimated tokens sent in provider batch jobs by all workers, ever',
+    read: (s) => s.bulk?.tokensSent ?? 0,
+  },
+  {
+    name: 'bulk_saving_usd_total',
+    help: 'Estimated USD saved by the bulk lane versus the online price, all workers, ever',
+    read: (s) => s.bulk?.estimatedSavingUsd ?? 0,
+  },
 ]
+
+/** States a bulk job can be in, as `embedq_bulk_jobs{state}` reports them (always all of them). */
+const BULK_JOB_STATES = ['submitting', 'pending', 'running', 'succeeded', 'failed', 'expired', 'cancelled']
 
 /** How long one `stats()` read serves the gauges (one scrape reads it once). */
 const SNAPSHOT_MS = 250
@@ -270,6 +294,23 @@ function createBundle(
         }),
     ),
   }
+  bundle.gauges.push(
+    new client.Gauge({
+      name: `${prefix}bulk_jobs`,
+      help: 'Provider batch jobs of the bulk lane not settled yet, by state',
+      labelNames: [...labelNames, 'state'],
+      registers,
+      async collect() {
+        this.reset()
+        for (const a of queues) {
+          const stats = await snapshot(a)
+          if (!stats) continue
+          for (const state of BULK_JOB_STATES)
+            this.set({ ...a.labels, state }, stats.bulk?.jobs.filter((j) => j.state === state).length ?? 0)
+        }
+      },
+    }),
+  )
   return bundle
 }
 

@@ -154,9 +154,42 @@ export interface QueueOptions {
   cache?: CacheOptions | boolean
   /** pino-compatible logger. @default silent */
   logger?: Logger
+  /** The half-price bulk lane (needs `embedder.bulk`). See docs/notes-b2.md. */
+  bulk?: BulkLaneOptions
 }
 
-export type ResolvedOptions = Required<Omit<QueueOptions, 'logger' | 'rateLimit' | 'cache'>> & {
+/** How the bulk lane packs, submits and polls provider batch jobs. */
+export interface BulkLaneOptions {
+  /** Most requests per job (capped by the provider's `maxRequestsPerJob`). @default 10_000 */
+  maxJobSize?: number
+  /** A job is submitted as soon as this many items wait. @default 1_000 */
+  minJobSize?: number
+  /** ...or when the oldest waiting item is this old, ms. @default 60_000 */
+  gatherMs?: number
+  /** First poll of a job after submit, and the start of the poll backoff, ms. @default 30_000 */
+  pollIntervalMs?: number
+  /** The poll backoff stops growing here, ms. @default 300_000 */
+  maxPollIntervalMs?: number
+  /**
+   * How long a worker holds a job it polls or submits; a worker that dies holding it lets
+   * another take the job after this long (a 'submitting' record is then looked up by label).
+   * @default 300_000
+   */
+  leaseMs?: number
+  /** Times an item may be missing from a succeeded job's results before it goes online. @default 3 */
+  maxMisses?: number
+  /** Whether this worker runs the bulk lane (needs `worker` and `embedder.bulk`). @default true */
+  enabled?: boolean
+  /** Test hook: called after the provider accepted a job and before its id is recorded. */
+  afterSubmit?: (jobId: string) => void
+}
+
+export type ResolvedBulkOptions = Required<Omit<BulkLaneOptions, 'afterSubmit'>> & {
+  afterSubmit: ((jobId: string) => void) | undefined
+}
+
+export type ResolvedOptions = Required<Omit<QueueOptions, 'logger' | 'rateLimit' | 'cache' | 'bulk'>> & {
+  bulk: ResolvedBulkOptions
   logger: Logger
   rateLimit: ResolvedRateLimit | undefined
   cache: { ttlSeconds: number; namespace: string } | undefined
@@ -329,7 +362,32 @@ export function resolveOptions(opts: QueueOptions): ResolvedOptions {
     )
     cache = { ttlSeconds: int(c, 'ttlSeconds', 604_800, 1, 315_360_000), namespace: namespace as string }
   }
+  check(
+    opts.bulk === undefined || (typeof opts.bulk === 'object' && opts.bulk !== null),
+    'bulk',
+    'an object',
+    opts.bulk,
+    TypeError,
+  )
+  const b = (opts.bulk ?? {}) as Record<string, unknown>
+  if (b.enabled !== undefined)
+    check(typeof b.enabled === 'boolean', 'bulk.enabled', 'a boolean', b.enabled, TypeError)
+  if (b.afterSubmit !== undefined)
+    check(typeof b.afterSubmit === 'function', 'bulk.afterSubmit', 'a function', b.afterSubmit, TypeError)
+  const pollIntervalMs = int(b, 'pollIntervalMs', 30_000, 10, 86_400_000)
+  const bulk: ResolvedBulkOptions = {
+    maxJobSize: int(b, 'maxJobSize', 10_000, 1, 1_000_000),
+    minJobSize: int(b, 'minJobSize', 1_000, 1, 1_000_000),
+    gatherMs: int(b, 'gatherMs', 60_000, 0, 31 * 86_400_000),
+    pollIntervalMs,
+    maxPollIntervalMs: Math.max(pollIntervalMs, int(b, 'maxPollIntervalMs', 300_000, 10, 86_400_000)),
+    leaseMs: int(b, 'leaseMs', 300_000, 100, 86_400_000),
+    maxMisses: int(b, 'maxMisses', 3, 0, 1000),
+    enabled: (b.enabled as boolean | undefined) ?? true,
+    afterSubmit: b.afterSubmit as ((jobId: string) => void) | undefined,
+  }
   return {
+    bulk,
     rateLimit,
     cache,
     redis: opts.redis,

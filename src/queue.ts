@@ -15,6 +15,7 @@ import type {
   PauseState,
   WorkerInfo,
 } from './admin-types.js'
+import { type BulkJobRecord, BulkLane } from './bulk-lane.js'
 import { VectorCache } from './cache.js'
 import type { DeadLetter } from './codec.js'
 import { clampTimer, isConnectionError, withDeadline } from './deadline.js'
@@ -63,6 +64,56 @@ export interface EnqueueItem {
   text: string
 }
 
+/** Which lane an item takes: 'online' (the default) or 'bulk' (the provider's batch API). */
+export type Lane = 'online' | 'bulk'
+
+export interface EnqueueOptions {
+  /**
+   * 'bulk': the item waits for the half-price bulk lane (a provider batch job, answered within
+   * hours; needs `embedder.bulk`). Every guarantee of the online lane holds. @default 'online'
+   */
+  lane?: Lane
+}
+
+/** The bulk lane as `stats().bulk` shows it. */
+export interface BulkStats {
+  /** Items waiting to be gathered into a job. */
+  waiting: number
+  /** Items inside submitted jobs. */
+  inJobs: number
+  /** Jobs not settled yet, oldest first. */
+  jobs: {
+    id: string
+    state: BulkJobRecord['state']
+    providerJobId: string | null
+    requests: number
+    completed: number
+    failed: number
+    ageMs: number
+    lastPolledAt: Date | null
+    error: string | null
+  }[]
+  /** Jobs submitted ever, the requests in them, and the tokens sent (estimated, ~4 characters each). */
+  submittedJobs: number
+  submittedRequests: number
+  tokensSent: number
+  /** What the same tokens would have cost more online, in USD (0 when the price is unknown). */
+  estimatedSavingUsd: number
+  /** New jobs wait until then after a refused submit (429), else null. */
+  pausedUntil: Date | null
+}
+
+/** What `flushNow`/`flushAndWait` do with bulk items. */
+export interface FlushOptions {
+  /**
+   * 'skip' (default): bulk items are left alone (and `flushAndWait` does not count them: a
+   * batch job may take 24 h). 'promote': bulk items move to the online lane and are embedded
+   * now. 'wait' (`flushAndWait` only): bulk items are submitted now (even a small job) and
+   * counted: it returns when their jobs are settled or the timeout runs out.
+   */
+  bulk?: 'skip' | 'promote' | 'wait'
+}
+
 export interface FlushResult {
   /** Everything queued before the call is finished (embedded or given up). */
   drained: boolean
@@ -98,6 +149,11 @@ export interface QueueStats {
   backlogWithoutWorker: boolean
   /** Items finished by all workers over about the last minute. */
   finishedLastMinute: number
+  /**
+   * The bulk lane: waiting items, jobs with state, request counts and age, totals. Always set
+   * by `stats()` (optional in the type for sources that predate the bulk lane).
+   */
+  bulk?: BulkStats
   /** This instance's counts since it was created (for "indexing N/M" displays). */
   local: {
     enqueued: number
@@ -158,6 +214,7 @@ const LONE_SURROGATE = /\p{Surrogate}/u
 const zeroVector = (dims: number): Promise<Float32Array> => Promise.resolve(new Float32Array(dims))
 
 interface Buffered {
+  lane: Lane
   key: string
   text: string
   resolve(job: EmbedJob): void
@@ -173,6 +230,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   private readonly targets: TargetStore
   private readonly waiters: Waiters
   private readonly worker: Worker | undefined
+  private readonly bulkLane: BulkLane | undefined
   private readonly queryCache: VectorCache | undefined
   private readonly redactor: Redactor
   private readonly admin: QueueAdmin
@@ -239,33 +297,53 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       )
     }
     if (this.o.worker) {
+      const emit: ConstructorParameters<typeof Worker>[0]['emit'] = (event, ...args) => {
+        if (event === 'embedded') this.counts.embedded++
+        else if (event === 'failed') this.counts.failed++
+        else if (event === 'retrying') this.counts.retried++
+        else if (event === 'call') {
+          const info = args[0] as Parameters<WorkerEvents['call']>[0]
+          this.counts.apiCalls++
+          if (!info.ok) this.counts.apiErrors++
+          this.counts.tokens += info.tokens
+        } else if (event === 'cache') {
+          const info = args[0] as Parameters<WorkerEvents['cache']>[0]
+          this.counts.cacheHits += info.hits
+          this.counts.cacheMisses += info.misses
+        }
+        if (event === 'error') {
+          if (args[0] instanceof LostToEvictionError) this.counts.lostToEviction += args[0].lost.length
+          this.o.logger.error({ err: args[0] }, 'embedq worker error')
+          if (this.listenerCount('error') === 0) return
+        }
+        ;(this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args)
+      }
+      const hasListeners = (event: keyof WorkerEvents): boolean =>
+        event === 'embedded' || this.listenerCount(event) > 0
+      const bulk = this.o.embedder.bulk
+      if (bulk && this.o.bulk.enabled) {
+        const redactor = this.redactor
+        this.bulkLane = new BulkLane({
+          options: this.o,
+          scripts: this.scripts,
+          keys: this.keys,
+          targets: this.targets,
+          waiters: this.waiters,
+          bulk,
+          emit: (event, ...args) => {
+            if (redactor.active) for (const a of args) redactor.error(a)
+            emit(event, ...args)
+          },
+          hasListeners,
+        })
+      }
       this.worker = new Worker({
         options: this.o,
         scripts: this.scripts,
         targets: this.targets,
         waiters: this.waiters,
-        emit: (event, ...args) => {
-          if (event === 'embedded') this.counts.embedded++
-          else if (event === 'failed') this.counts.failed++
-          else if (event === 'retrying') this.counts.retried++
-          else if (event === 'call') {
-            const info = args[0] as Parameters<WorkerEvents['call']>[0]
-            this.counts.apiCalls++
-            if (!info.ok) this.counts.apiErrors++
-            this.counts.tokens += info.tokens
-          } else if (event === 'cache') {
-            const info = args[0] as Parameters<WorkerEvents['cache']>[0]
-            this.counts.cacheHits += info.hits
-            this.counts.cacheMisses += info.misses
-          }
-          if (event === 'error') {
-            if (args[0] instanceof LostToEvictionError) this.counts.lostToEviction += args[0].lost.length
-            this.o.logger.error({ err: args[0] }, 'embedq worker error')
-            if (this.listenerCount('error') === 0) return
-          }
-          ;(this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args)
-        },
-        hasListeners: (event) => event === 'embedded' || this.listenerCount(event) > 0,
+        emit,
+        hasListeners,
         ...(this.o.cache
           ? {
               cache: new VectorCache(
@@ -292,6 +370,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
         await this.checkEvictionPolicy()
         await this.waiters.ensureSubscribed()
         await this.worker?.start()
+        this.bulkLane?.start()
       })
       this.started.catch(() => {
         this.started = undefined
@@ -313,6 +392,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     this.bufferTimer = undefined
     await this.flushBuffer().catch((e) => errors.push(e))
     await Promise.allSettled([...this.writes])
+    await this.bulkLane?.stop().catch((e) => errors.push(e))
     await this.worker?.stop().catch((e) => errors.push(e))
     await this.waiters.close().catch((e) => errors.push(e))
     for (const wake of this.activity) wake()
@@ -373,13 +453,19 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
    * Queues one text for `key`. Resolves once the item is durably in Redis (calls made in the
    * same tick share one script call). Rejects with `InvalidInputError` for bad input.
    */
-  enqueue(key: string, text: string): Promise<EmbedJob> {
+  enqueue(key: string, text: string, opts: EnqueueOptions = {}): Promise<EmbedJob> {
     if (this.stopped) return Promise.reject(new QueueStoppedError('queue stopped'))
+    let lane: Lane
+    try {
+      lane = this.laneOf(opts)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     const invalid = this.validate(key, text)
     if (invalid) return Promise.reject(invalid)
     if (text.trim() === '') return Promise.resolve(this.blankJob(key))
     return new Promise<EmbedJob>((resolve, reject) => {
-      this.buffer.push({ key, text, resolve, reject })
+      this.buffer.push({ key, text, lane, resolve, reject })
       if (this.buffer.length >= this.o.enqueueChunkSize) {
         if (this.bufferTimer) clearImmediate(this.bufferTimer)
         this.bufferTimer = undefined
@@ -398,8 +484,9 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
    * input, in order. Bad items get a job with `error` set (their `result` rejects with it);
    * the other items are queued all the same.
    */
-  async enqueueMany(items: readonly EnqueueItem[]): Promise<EmbedJob[]> {
+  async enqueueMany(items: readonly EnqueueItem[], opts: EnqueueOptions = {}): Promise<EmbedJob[]> {
     if (this.stopped) throw new QueueStoppedError('queue stopped')
+    const lane = this.laneOf(opts)
     if (!Array.isArray(items)) throw new TypeError('embedq: enqueueMany expects an array of { key, text }')
     const jobs: EmbedJob[] = new Array(items.length)
     const toWrite: { index: number; key: string; text: string }[] = []
@@ -411,13 +498,30 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
       else if ((text as string).trim() === '') jobs[index] = this.blankJob(key as string)
       else toWrite.push({ index, key: key as string, text: text as string })
     })
-    const write = this.writeChunks(toWrite)
+    const write = this.writeChunks(toWrite, lane)
     this.track(write)
     const written = await write
     toWrite.forEach((w, i) => {
       jobs[w.index] = written[i]!
     })
     return jobs
+  }
+
+  /**
+   * The lane an enqueue asked for. A worker instance refuses 'bulk' unless its embedder has a
+   * batch API; a producer (`worker: false`) may queue bulk items for workers that have one.
+   */
+  private laneOf(opts: EnqueueOptions | undefined): Lane {
+    const lane = opts?.lane ?? 'online'
+    if (lane !== 'online' && lane !== 'bulk')
+      throw new TypeError(
+        `embedq: option \`lane\` must be 'online' or 'bulk', received ${JSON.stringify(lane)}`,
+      )
+    if (lane === 'bulk' && this.o.worker && !this.o.embedder.bulk)
+      throw new TypeError(
+        "embedq: lane 'bulk' needs an embedder with a batch API (embedder.bulk: geminiEmbedder, openAIEmbedder or your own)",
+      )
+    return lane
   }
 
   /** A job that keeps nothing until its result is read (trackResults: false). */
@@ -455,20 +559,29 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     const batch = this.buffer
     this.buffer = []
     if (batch.length === 0) return
-    try {
-      const jobs = await this.writeChunks(batch)
-      batch.forEach((b, i) => {
-        const job = jobs[i]!
-        if (job.error) b.reject(job.error)
-        else b.resolve(job)
-      })
-    } catch (err) {
-      for (const b of batch) b.reject(toError(err))
-    }
+    await Promise.all(
+      (['online', 'bulk'] as const).map(async (lane) => {
+        const part = batch.filter((b) => b.lane === lane)
+        if (part.length === 0) return
+        try {
+          const jobs = await this.writeChunks(part, lane)
+          part.forEach((b, i) => {
+            const job = jobs[i]!
+            if (job.error) b.reject(job.error)
+            else b.resolve(job)
+          })
+        } catch (err) {
+          for (const b of part) b.reject(toError(err))
+        }
+      }),
+    )
   }
 
   /** Writes items in chunks (one Lua call each) and registers their waiters. */
-  private async writeChunks(items: readonly { key: string; text: string }[]): Promise<EmbedJob[]> {
+  private async writeChunks(
+    items: readonly { key: string; text: string }[],
+    lane: Lane = 'online',
+  ): Promise<EmbedJob[]> {
     if (items.length === 0) return []
     await this.ensureConnected()
     // Subscribe before the items exist in Redis: a done message cannot slip past a waiter.
@@ -477,7 +590,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     // versions stay FIFO) while this process prepares the next, instead of one round trip each.
     const size = this.o.enqueueChunkSize
     const calls: Promise<EmbedJob[]>[] = []
-    for (let i = 0; i < items.length; i += size) calls.push(this.writeChunk(items.slice(i, i + size)))
+    for (let i = 0; i < items.length; i += size) calls.push(this.writeChunk(items.slice(i, i + size), lane))
     const settled = await Promise.allSettled(calls)
     const failed = settled.find((r) => r.status === 'rejected')
     if (failed) throw (failed as PromiseRejectedResult).reason
@@ -485,7 +598,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   }
 
   /** One enqueue script call, with its waiters announced before it is sent. */
-  private async writeChunk(chunk: readonly { key: string; text: string }[]): Promise<EmbedJob[]> {
+  private async writeChunk(chunk: readonly { key: string; text: string }[], lane: Lane): Promise<EmbedJob[]> {
     const track = this.o.trackResults
     const keys = chunk.map((it) => it.key)
     if (track) this.waiters.expect(keys)
@@ -493,7 +606,12 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     try {
       res = await this.bounded(
         'enqueue',
-        () => this.scripts.enqueue(chunk, this.o.maxBatchSize, this.o.maxPending),
+        () =>
+          lane === 'bulk'
+            ? this.scripts
+                .bulkEnqueue(chunk, this.o.maxPending)
+                .then((r) => ('full' in r ? r : { ready: 0, versions: r.versions }))
+            : this.scripts.enqueue(chunk, this.o.maxBatchSize, this.o.maxPending),
         this.o.commandTimeoutMs,
         'unknown',
       )
@@ -551,11 +669,18 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     throw new RedisUnavailableError(redis.status, waitMs)
   }
 
-  /** Starts embedding everything queued now, in every worker process; does not wait. */
-  flushNow(): void {
+  /**
+   * Starts embedding everything queued now, in every worker process; does not wait. Bulk items
+   * are left to their lane unless `{ bulk: 'promote' }` moves them online first.
+   */
+  flushNow(opts: FlushOptions = {}): void {
     if (this.stopped) return
+    const promote = opts.bulk === 'promote'
     this.track(
-      this.bounded('flushNow', () => this.scripts.flush()).then(
+      this.bounded('flushNow', async () => {
+        if (promote) await this.promoteAll()
+        return this.scripts.flush()
+      }).then(
         () => this.worker?.kick(),
         (err) => this.reportError(err),
       ),
@@ -591,8 +716,13 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
    * it rejects with `RedisUnavailableError` within about half a second of `timeoutMs`,
    * whatever the client's retry settings.
    */
-  async flushAndWait(opts: { timeoutMs?: number } = {}): Promise<FlushResult> {
+  async flushAndWait(opts: { timeoutMs?: number } & FlushOptions = {}): Promise<FlushResult> {
     const timeoutMs = opts.timeoutMs ?? 15_000
+    const bulkMode = opts.bulk ?? 'skip'
+    if (bulkMode !== 'skip' && bulkMode !== 'promote' && bulkMode !== 'wait')
+      throw new TypeError(
+        `embedq: option \`bulk\` must be 'skip', 'promote' or 'wait', received ${JSON.stringify(bulkMode)}`,
+      )
     const started = Date.now()
     if (this.bufferTimer) {
       clearImmediate(this.bufferTimer)
@@ -622,8 +752,11 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
     }
     // Enqueues still being written count as "queued before the call", within the same deadline.
     await this.within(left(), Promise.allSettled([...this.writes]), () => undefined)
+    if (bulkMode === 'promote') await call(() => this.promoteAll())
     const mark = await call(() => this.scripts.flush())
     this.worker?.kick()
+    if (bulkMode === 'wait') this.bulkLane?.kick(true)
+    const countBulk = bulkMode === 'wait'
     let flushedAt = Date.now()
     for (;;) {
       // The forced-flush tick is a key like any other: if Redis lost it (eviction, a failover
@@ -632,7 +765,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
         await call(() => this.scripts.flush())
         flushedAt = Date.now()
       }
-      const remaining = await call(() => this.unfinishedUpTo(mark))
+      const remaining = await call(() => this.unfinishedUpTo(mark, countBulk))
       const elapsedMs = Date.now() - started
       if (remaining === 0) {
         this.emit('drained')
@@ -649,19 +782,56 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
    * every script keeps one text in `jobs` per version in `versions`. Texts whose version was
    * lost (evicted) count as unfinished until the sweep gives them one back.
    */
-  private async unfinishedUpTo(mark: number | '+inf'): Promise<number> {
+  private async unfinishedUpTo(mark: number | '+inf', countBulk = true): Promise<number> {
     const k = this.keys
     const replies = await (this.o.redis as Redis)
       .multi()
       .zcount(k.versions, '-inf', String(mark))
       .hlen(k.jobs)
       .zcard(k.versions)
+      .zcount(k.bulk, '-inf', String(mark))
+      .zcount(k.bulkItems, '-inf', String(mark))
       .exec()
-    const [counted, texts, versions] = (replies ?? []).map(([err, v]) => {
+    const [counted, texts, versions, bulkWaiting, bulkInJobs] = (replies ?? []).map(([err, v]) => {
       if (err) throw err
       return Number(v)
-    }) as [number, number, number]
-    return counted + Math.max(0, texts - versions)
+    }) as [number, number, number, number, number]
+    // Entries of the bulk lane hold only latest versions (every enqueue takes older ones out),
+    // so they can be subtracted from the versions they are counted in.
+    const bulk = countBulk ? 0 : bulkWaiting + bulkInJobs
+    return Math.max(0, counted - bulk) + Math.max(0, texts - versions)
+  }
+
+  /**
+   * Moves bulk items to the online lane now: all of them, or the given keys. A waiting item
+   * keeps its version; an item inside a submitted job is enqueued online again with its current
+   * text (a new version), so the online result wins and the job's late result is superseded.
+   * Returns how many items moved.
+   */
+  async promote(keys?: readonly string[]): Promise<number> {
+    if (this.stopped) throw new QueueStoppedError('queue stopped')
+    const n = await this.bounded('promote', () => (keys ? this.promoteKeys(keys) : this.promoteAll()))
+    if (n > 0) this.worker?.kick()
+    return n
+  }
+
+  private async promoteKeys(keys: readonly string[]): Promise<number> {
+    let n = 0
+    for (let i = 0; i < keys.length; i += 1000) n += await this.scripts.bulkPromote(keys.slice(i, i + 1000))
+    return n
+  }
+
+  private async promoteAll(): Promise<number> {
+    const redis = this.o.redis as Redis
+    let n = 0
+    for (const set of [this.keys.bulk, this.keys.bulkItems]) {
+      for (;;) {
+        const page = await redis.zrange(set, 0, 999)
+        if (page.length === 0) break
+        n += await this.scripts.bulkPromote(page)
+      }
+    }
+    return n
   }
 
   /** Items not finished yet (waiting, in flight, or backing off). */

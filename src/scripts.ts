@@ -10,7 +10,7 @@ import type { Cluster, Redis } from 'ioredis'
 import { withDeadline } from './deadline.js'
 import { QueueCorruptedError, RedisOutOfMemoryError } from './errors.js'
 import { type LuaScriptName, luaScripts } from './generated/lua.js'
-import { expectedKeyType, type QueueKeys } from './keys.js'
+import { bulkJobKey, expectedKeyType, type QueueKeys } from './keys.js'
 
 export type Arg = string | number | Buffer
 export type RedisLike = Redis | Cluster
@@ -144,6 +144,19 @@ function doneLogCap(keepLog: boolean, items: number): number {
   return Math.min(DONE_LOG_ITEMS, Math.max(100, Math.ceil(DONE_LOG_ITEMS / Math.max(1, items))))
 }
 
+/** What `bulkGather` needs: the new job's identity and the gather policy. */
+export interface BulkGather {
+  id: string
+  label: string
+  token: string
+  maxItems: number
+  maxBytes: number
+  minItems: number
+  gatherMs: number
+  force: boolean
+  submitLeaseMs: number
+}
+
 /** Where the eviction repair continues: a structure and a SCAN cursor within it. */
 export interface RepairCursor {
   phase: 'v' | 'j' | 'p' | 'd'
@@ -224,7 +237,7 @@ export class QueueScripts {
     const k = this.k
     const res = (await this.run(
       'enqueue',
-      [k.pending, k.jobs, k.versions, k.seq, k.retries, k.failed, k.delayed],
+      [k.pending, k.jobs, k.versions, k.seq, k.retries, k.failed, k.delayed, k.bulk, k.bulkItems],
       args,
     )) as (string | number)[]
     if (Number(res[0]) === -1) return { full: true, unfinished: Number(res[1]) }
@@ -335,7 +348,7 @@ export class QueueScripts {
   }
 
   /**
-   * One bounded page of the eviction repair (lua/repair-11.lua). Start with `{ phase: 'p',
+   * One bounded page of the eviction repair (lua/repair-13.lua). Start with `{ phase: 'p',
    * cursor: '0' }` and pass back what it returns; a full cycle visits pending, delayed,
    * versions and jobs once.
    */
@@ -358,6 +371,8 @@ export class QueueScripts {
         k.seq,
         k.flush,
         k.doneStream,
+        k.bulk,
+        k.bulkItems,
       ],
       [at.phase, at.cursor, count, k.doneChannel, k.wakeChannel, doneLogCap(this.keepDoneLog, count)],
     )) as (string | number)[]
@@ -368,6 +383,148 @@ export class QueueScripts {
       lost: keys.slice(0, lostCount),
       requeued: keys.slice(lostCount),
     }
+  }
+
+  /** The bulk lane's twin of `enqueue` (lua/bulk-enqueue-9.lua). */
+  async bulkEnqueue(
+    items: readonly { key: string; text: string }[],
+    maxPending: number,
+  ): Promise<{ waiting: number; versions: number[] } | { full: true; unfinished: number }> {
+    const args: Arg[] = [maxPending]
+    for (const it of items) args.push(it.key, it.text)
+    const k = this.k
+    const res = (await this.run(
+      'bulkEnqueue',
+      [k.bulk, k.jobs, k.versions, k.seq, k.retries, k.failed, k.delayed, k.pending, k.bulkItems],
+      args,
+    )) as (string | number)[]
+    if (Number(res[0]) === -1) return { full: true, unfinished: Number(res[1]) }
+    return { waiting: Number(res[0]), versions: res.slice(1).map(Number) }
+  }
+
+  /** Gathers a bulk job's items and records it as 'submitting' (lua/bulk-gather-10.lua). */
+  async bulkGather(g: BulkGather): Promise<{
+    items: { key: string; version: number; text: string }[]
+    waitMs: number
+    waiting: number
+  }> {
+    const k = this.k
+    const res = (await this.run(
+      'bulkGather',
+      [
+        k.bulk,
+        k.versions,
+        k.jobs,
+        k.pending,
+        k.bulkItems,
+        k.bulkJobs,
+        bulkJobKey(k, g.id),
+        k.bulkDue,
+        k.bulkLeases,
+        k.bulkStats,
+      ],
+      [
+        g.id,
+        g.label,
+        g.token,
+        g.maxItems,
+        g.maxBytes,
+        g.minItems,
+        g.gatherMs,
+        g.force ? '1' : '0',
+        g.submitLeaseMs,
+      ],
+    )) as (string | number)[]
+    const count = Number(res[0])
+    const items: { key: string; version: number; text: string }[] = []
+    for (let i = 0; i < count; i++) {
+      const b = 3 + i * 3
+      items.push({ key: String(res[b]), version: Number(res[b + 1]), text: String(res[b + 2]) })
+    }
+    return { items, waitMs: Number(res[1]), waiting: Number(res[2]) }
+  }
+
+  /** Leases up to `max` due bulk jobs to `token` (lua/bulk-lease-3.lua). */
+  async bulkLease(
+    token: string,
+    leaseMs: number,
+    max: number,
+  ): Promise<{ nowMs: number; jobs: { id: string; record: string }[] }> {
+    const k = this.k
+    const res = (await this.run(
+      'bulkLease',
+      [k.bulkDue, k.bulkLeases, k.bulkJobs],
+      [token, leaseMs, max],
+    )) as (string | number)[]
+    const jobs: { id: string; record: string }[] = []
+    for (let i = 1; i + 1 < res.length; i += 2) jobs.push({ id: String(res[i]), record: String(res[i + 1]) })
+    return { nowMs: Number(res[0]), jobs }
+  }
+
+  /** Saves a leased bulk job's record; false when the lease is another worker's. */
+  async bulkSave(
+    id: string,
+    token: string,
+    record: string,
+    dueInMs: number,
+    release: boolean,
+  ): Promise<boolean> {
+    const k = this.k
+    const res = await this.run(
+      'bulkSave',
+      [k.bulkDue, k.bulkLeases, k.bulkJobs],
+      [id, token, record, Math.max(0, Math.round(dueInMs)), release ? '1' : '0'],
+    )
+    return Number(res) === 1
+  }
+
+  /** Requeues items of a finished bulk job (lua/bulk-requeue-7.lua); one status letter per item. */
+  async bulkRequeue(
+    items: readonly { key: string; version: number; mode: 'U' | 'C' | 'M' }[],
+    maxAttempts: number,
+    maxMisses: number,
+  ): Promise<string[]> {
+    if (items.length === 0) return []
+    const k = this.k
+    const args: Arg[] = [maxAttempts, maxMisses]
+    for (const it of items) args.push(it.key, it.version, it.mode)
+    return (await this.run(
+      'bulkRequeue',
+      [k.bulk, k.versions, k.retries, k.bulkMisses, k.pending, k.bulkItems, k.flush],
+      args,
+    )) as string[]
+  }
+
+  /** Takes settled items out of the in-job set (lua/bulk-release-1.lua). */
+  async bulkRelease(items: readonly { key: string; version: number }[]): Promise<number> {
+    if (items.length === 0) return 0
+    const args: Arg[] = []
+    for (const it of items) args.push(it.key, it.version)
+    return Number(await this.run('bulkRelease', [this.k.bulkItems], args))
+  }
+
+  /** Deletes a settled bulk job (lua/bulk-finish-7.lua); false when the lease is another worker's. */
+  async bulkFinish(id: string, token: string): Promise<boolean> {
+    const k = this.k
+    const res = await this.run(
+      'bulkFinish',
+      [k.bulkJobs, k.bulkDue, k.bulkLeases, bulkJobKey(k, id), k.bulkItems, k.versions, k.bulkMisses],
+      [id, token],
+    )
+    return Number(res) === 1
+  }
+
+  /** Moves bulk items (waiting or in a job) to the online lane (lua/bulk-promote-6.lua). */
+  async bulkPromote(keys: readonly string[]): Promise<number> {
+    if (keys.length === 0) return 0
+    const k = this.k
+    return Number(
+      await this.run(
+        'bulkPromote',
+        [k.bulk, k.bulkItems, k.versions, k.pending, k.seq, k.flush],
+        [k.wakeChannel, ...keys],
+      ),
+    )
   }
 
   /**

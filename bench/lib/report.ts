@@ -1,4 +1,5 @@
 /** Turns the run's results into the markdown table (bench/results/*.md, docs/benchmarks.md). */
+import type { BulkResult, LaneRun } from '../workloads/bulk.js'
 import type { DrainResult } from '../workloads/drain.js'
 import type { EnqueueResult } from '../workloads/enqueue.js'
 import type { LatencyResult } from '../workloads/latency.js'
@@ -32,6 +33,7 @@ export interface BenchResults {
   latency?: LatencyResult[]
   memory?: MemoryResult
   scale?: ScaleRun[]
+  bulk?: BulkResult
   targets: Target[]
 }
 
@@ -334,6 +336,35 @@ export function renderMarkdown(r: BenchResults): string {
           'texts embedded',
         ],
         rows,
+      ),
+    )
+  }
+  if (r.bulk) {
+    const b = r.bulk
+    const row = (x: LaneRun): string[] => [
+      x.lane,
+      int(x.items),
+      int(x.providerCalls),
+      int(x.textCalls),
+      x.lane === 'bulk' ? int(x.jobs) : '—',
+      int(x.tokens),
+      `$${x.priceUsd.toFixed(4)}`,
+      x.lane === 'bulk' ? `${((1 - b.bulk.priceUsd / b.online.priceUsd) * 100).toFixed(0)}% less` : '—',
+    ]
+    parts.push(
+      '### 6. Bulk lane: a backfill online versus through provider batch jobs (fake OpenAI APIs, text-embedding-3-small prices)',
+      table(
+        [
+          'lane',
+          'texts',
+          'provider HTTP calls',
+          'calls carrying texts',
+          'batch jobs',
+          'tokens',
+          'price',
+          'saving',
+        ],
+        [row(b.online), row(b.bulk)],
       ),
     )
   }

@@ -47,6 +47,7 @@ interface BackfillFlags extends ConnectionFlags {
   maxUnfinished: number
   json?: boolean
   quiet?: boolean
+  bulk?: boolean
 }
 
 export interface BackfillSummary {
@@ -294,7 +295,7 @@ async function runBackfill(flags: BackfillFlags): Promise<BackfillSummary> {
           })
           if (items.length) {
             queue ??= producerQueue(redis, flags)
-            const jobs = await queue.enqueueMany(items)
+            const jobs = await queue.enqueueMany(items, { lane: flags.bulk ? 'bulk' : 'online' })
             for (const job of jobs) {
               if (job.error) {
                 s.skipped.invalid++
@@ -352,6 +353,10 @@ export function registerBackfill(program: Command): void {
     .option('--count <n>', 'SCAN COUNT hint: keys per page', intArg(1, 100_000), 1_000)
     .option('--limit <n>', 'stop after enqueuing this many in this run (progress is saved)', intArg(1))
     .option('--restart', 'ignore saved progress and scan from the start')
+    .option(
+      '--bulk',
+      'queue into the half-price bulk lane (provider batch jobs, answered within hours; workers need a provider with a batch API)',
+    )
     .option(
       '--max-unfinished <n>',
       'pause while the queue holds more unfinished items than this (0: never)',

@@ -5,6 +5,7 @@ import type { Command } from 'commander'
 import type { Cluster, Redis } from 'ioredis'
 import type { DeadLetter } from '../codec.js'
 import { type QueueKeys, queueKeys } from '../keys.js'
+import type { QueueStats } from '../queue.js'
 import { backfillStateKey, type SavedBackfill } from './backfill-state.js'
 import {
   type ConnectionFlags,
@@ -76,6 +77,27 @@ export interface StatusReport {
   /** Unfinished items and no live worker: nothing drains the queue. */
   backlogWithoutWorker: boolean
   throughput: { lastMinute: number; perSecond: number }
+  /** The bulk lane: waiting items, provider jobs (state, requests, age), totals and the saving. */
+  bulk: {
+    waiting: number
+    inJobs: number
+    jobs: Array<{
+      id: string
+      state: string
+      providerJobId: string | null
+      requests: number
+      completed: number
+      failed: number
+      ageMs: number
+      lastPolledAt: string | null
+      error: string | null
+    }>
+    submittedJobs: number
+    submittedRequests: number
+    tokensSent: number
+    estimatedSavingUsd: number
+    pausedUntil: string | null
+  }
   /** Backfills that stopped before the end and can be resumed. */
   backfills: Array<Pick<SavedBackfill, 'match' | 'scanned' | 'enqueued' | 'updatedAt'>>
 }
@@ -157,6 +179,7 @@ async function report(
       },
       workers: stats.workers,
       backlogWithoutWorker: stats.backlogWithoutWorker,
+      bulk: bulkReport(stats.bulk),
       throughput: {
         lastMinute: stats.finishedLastMinute,
         perSecond: Math.round((stats.finishedLastMinute / 60) * 10) / 10,
@@ -171,6 +194,42 @@ async function report(
       }),
     }
   }
+}
+
+function bulkReport(b: QueueStats['bulk']): StatusReport['bulk'] {
+  if (!b)
+    return {
+      waiting: 0,
+      inJobs: 0,
+      jobs: [],
+      submittedJobs: 0,
+      submittedRequests: 0,
+      tokensSent: 0,
+      estimatedSavingUsd: 0,
+      pausedUntil: null,
+    }
+  return {
+    ...b,
+    jobs: b.jobs.map((j) => ({ ...j, lastPolledAt: j.lastPolledAt?.toISOString() ?? null })),
+    pausedUntil: b.pausedUntil?.toISOString() ?? null,
+  }
+}
+
+/** The "bulk" section of `embedq status`: nothing when the lane was never used. */
+export function renderBulk(b: StatusReport['bulk']): string[] {
+  if (b.waiting === 0 && b.inJobs === 0 && b.jobs.length === 0 && b.submittedJobs === 0) return []
+  const lines = [
+    `bulk lane: ${fmtInt(b.waiting)} waiting, ${fmtInt(b.inJobs)} in ${plural(b.jobs.length, 'job')}; ${fmtInt(b.submittedRequests)} requests in ${plural(b.submittedJobs, 'job')} so far, ~${fmtInt(b.tokensSent)} tokens, est. saving $${b.estimatedSavingUsd.toFixed(4)}`,
+  ]
+  if (b.pausedUntil) lines.push(`  new jobs paused until ${b.pausedUntil} (the provider refused a submit)`)
+  for (const j of b.jobs) {
+    const progress =
+      j.completed || j.failed ? `, ${fmtInt(j.completed)} done, ${fmtInt(j.failed)} failed` : ''
+    lines.push(
+      `  ${j.id}  ${j.state.padEnd(10)} ${plural(j.requests, 'request')}${progress}, age ${fmtDuration(j.ageMs)}${j.providerJobId ? `  ${j.providerJobId}` : ''}${j.error ? `  ${clip(j.error, 100)}` : ''}`,
+    )
+  }
+  return lines
 }
 
 export function renderStatus(r: StatusReport, url: string): string[] {
@@ -246,6 +305,7 @@ export function renderStatus(r: StatusReport, url: string): string[] {
       )
     }
   }
+  lines.push(...renderBulk(r.bulk))
   for (const b of r.backfills) {
     lines.push(
       `resumable backfill of ${JSON.stringify(b.match)}: ${fmtInt(b.scanned)} scanned, ${fmtInt(b.enqueued)} enqueued, last progress ${new Date(b.updatedAt).toISOString()}`,

@@ -8,6 +8,8 @@
   KEYS[5] retries   HASH  key -> failed attempts
   KEYS[6] failed    HASH  key -> dead letter (JSON)
   KEYS[7] delayed   ZSET  key -> tick when a backoff ends
+  KEYS[8] bulk      ZSET  key -> version, items waiting for the bulk lane
+  KEYS[9] bulkitems ZSET  key -> version, items inside a submitted bulk job
 
   ARGV[1] maxBatchSize (a wake-up is published each time the ready count crosses a multiple,
           and when the queue had nothing ready before)
@@ -20,6 +22,8 @@
   unfinished items over maxPending (backpressure).
   A re-enqueued key keeps one entry: the new text replaces the old, it keeps its place
   in the FIFO (or takes the earlier one), and a backoff or a dead letter is cleared.
+  An online enqueue takes the key out of the bulk lane (waiting or in a job): the online
+  text is the latest, and a late bulk result for the older version acks as superseded.
 ]]
 --@include common
 
@@ -60,6 +64,8 @@ inSlices(vadd, function(...) redis.call('ZADD', KEYS[3], ...) end)
 inSlices(keys, function(...) redis.call('HDEL', KEYS[5], ...) end)
 inSlices(keys, function(...) redis.call('HDEL', KEYS[6], ...) end)
 inSlices(keys, function(...) redis.call('ZREM', KEYS[7], ...) end)
+inSlices(keys, function(...) redis.call('ZREM', KEYS[8], ...) end)
+inSlices(keys, function(...) redis.call('ZREM', KEYS[9], ...) end)
 
 local ready = redis.call('ZCOUNT', KEYS[1], '-inf', fmt(base + n))
 out[1] = ready

@@ -15,6 +15,8 @@
   KEYS[9] seq       STRING  highest version handed out
   KEYS[10] flush    STRING  forced-flush tick
   KEYS[11] done log STREAM  capped log of done entries (see includes/done-log.lua)
+  KEYS[12] bulk     ZSET  key -> version, items waiting for the bulk lane
+  KEYS[13] bulkitems ZSET key -> version, items inside a submitted bulk job
 
   ARGV[1] phase: 'p' (pending), 'd' (delayed), 'v' (versions), 'j' (jobs), in this order: the
           queue entries left with neither text nor version are looked at before anything is
@@ -28,7 +30,8 @@
   Per phase:
   'v' a version without its text: the item is lost. Every trace is dropped, a dead letter
       (error 'lost to eviction') is recorded and published, so waiters reject.
-      A version with its text but in no queue structure: queued again (pending, due now).
+      A version with its text but in no queue structure (pending, delayed, inflight, the bulk
+      lane's waiting set or its in-job set): queued again (pending, due now).
   'j' a text without its version gets one back (its pending score when it is still pending,
       else a new one) and is queued again.
   'p','d' an entry with neither text nor version: lost, as above (its score as version).
@@ -65,6 +68,8 @@ local function lose(key, version)
   redis.call('ZREM', KEYS[5], key)
   redis.call('HDEL', KEYS[6], key)
   redis.call('HDEL', KEYS[7], key)
+  redis.call('ZREM', KEYS[12], key)
+  redis.call('ZREM', KEYS[13], key)
   redis.call('HSET', KEYS[8], key, letter)
   lost[#lost + 1] = key
   msg[#msg + 1] = entry('F', fmt(version), key, letter)
@@ -103,10 +108,12 @@ if #keys > 0 then
     local inP = redis.call('ZMSCORE', KEYS[3], unpack(keys))
     local inD = redis.call('ZMSCORE', KEYS[4], unpack(keys))
     local inI = redis.call('ZMSCORE', KEYS[5], unpack(keys))
+    local inB = redis.call('ZMSCORE', KEYS[12], unpack(keys))
+    local inJ = redis.call('ZMSCORE', KEYS[13], unpack(keys))
     for i = 1, #keys do
       if not present(texts[i]) then
         lose(keys[i], tonumber(scores[i]))
-      elseif not (present(inP[i]) or present(inD[i]) or present(inI[i])) then
+      elseif not (present(inP[i]) or present(inD[i]) or present(inI[i]) or present(inB[i]) or present(inJ[i])) then
         requeue(keys[i], tonumber(scores[i]))
       end
     end
