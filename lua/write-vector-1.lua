@@ -20,7 +20,13 @@
   foreign data, and the item is given up as a dead letter (see Worker.refuse).
 ]]
 local mark = ARGV[6] or ''
-local cur = redis.call('HGET', KEYS[1], ARGV[2])
+local cur, marked
+if mark ~= '' then
+  local both = redis.call('HMGET', KEYS[1], ARGV[2], mark)
+  cur, marked = both[1], type(both[2]) == 'string'
+else
+  cur = redis.call('HGET', KEYS[1], ARGV[2])
+end
 if type(cur) == 'string' then
   local have, mine = tonumber(cur), tonumber(ARGV[3])
   if have > mine or (have == mine and ARGV[5] == '1') then return 0 end
@@ -33,6 +39,6 @@ if ARGV[5] == '1' then
   end
 else
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[4], ARGV[2], ARGV[3])
-  if mark ~= '' then redis.call('HDEL', KEYS[1], mark) end
+  if marked then redis.call('HDEL', KEYS[1], mark) end
 end
 return 1

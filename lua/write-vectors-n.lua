@@ -23,7 +23,18 @@ local mark = ARGV[3]
 for i = 1, #KEYS do
   local mine = tonumber(ARGV[3 * i + 1])
   local placeholder = ARGV[3 * i + 2] == '1'
-  local cur = redis.pcall('HGET', KEYS[i], ARGV[2])
+  -- One read gives the stored version and whether the given-up mark is there (so a real
+  -- vector removes the mark only where there is one: no extra command per item otherwise).
+  local cur, marked
+  if mark ~= '' then
+    cur = redis.pcall('HMGET', KEYS[i], ARGV[2], mark)
+    if not cur.err then
+      marked = type(cur[2]) == 'string'
+      cur = cur[1]
+    end
+  else
+    cur = redis.pcall('HGET', KEYS[i], ARGV[2])
+  end
   if type(cur) == 'table' and cur.err then
     out[i] = cur.err
   else
@@ -36,7 +47,7 @@ for i = 1, #KEYS do
         res = redis.pcall('HSET', KEYS[i], ARGV[1], ARGV[3 * i + 3], ARGV[2], ARGV[3 * i + 1], mark, '1')
       else
         res = redis.pcall('HSET', KEYS[i], ARGV[1], ARGV[3 * i + 3], ARGV[2], ARGV[3 * i + 1])
-        if not placeholder and mark ~= '' and not (type(res) == 'table' and res.err) then
+        if marked and not placeholder and not (type(res) == 'table' and res.err) then
           redis.pcall('HDEL', KEYS[i], mark)
         end
       end
