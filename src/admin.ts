@@ -52,6 +52,22 @@ export interface QueueAdminOptions {
 /** The figures of `stats()` every process shares (the queue adds its own `local` counts). */
 export type SharedStats = Omit<QueueStats, 'local'>
 
+/** A queue instance's own counters, all zero (`stats().local` without `waiting`). */
+export function newLocalCounts(): Omit<QueueStats['local'], 'waiting'> {
+  return {
+    enqueued: 0,
+    embedded: 0,
+    failed: 0,
+    retried: 0,
+    apiCalls: 0,
+    apiErrors: 0,
+    tokens: 0,
+    cacheHits: 0,
+    cacheMisses: 0,
+    lostToEviction: 0,
+  }
+}
+
 /** Page size of the HSCAN loops that retry or delete dead letters. */
 const SCAN_PAGE = 500
 
@@ -134,19 +150,7 @@ export class QueueAdmin implements QueueAdminApi<QueueStats, DeadLetter> {
   async stats(): Promise<QueueStats> {
     return {
       ...(await this.sharedStats()),
-      local: {
-        enqueued: 0,
-        embedded: 0,
-        failed: 0,
-        retried: 0,
-        apiCalls: 0,
-        apiErrors: 0,
-        tokens: 0,
-        cacheHits: 0,
-        cacheMisses: 0,
-        lostToEviction: 0,
-        waiting: 0,
-      },
+      local: { ...newLocalCounts(), waiting: 0 },
     }
   }
 

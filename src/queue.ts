@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events'
 import type { Cluster, Redis } from 'ioredis'
-import { foreignFields, QueueAdmin } from './admin.js'
+import { foreignFields, newLocalCounts, QueueAdmin } from './admin.js'
 import type {
   BackfillInfo,
   FailedFilter,
@@ -240,18 +240,7 @@ export class EmbeddingBatchQueue extends EventEmitter<QueueEvents> {
   private bufferTimer: NodeJS.Immediate | undefined
   private readonly writes = new Set<Promise<unknown>>()
   private readonly activity = new Set<() => void>()
-  private readonly counts = {
-    enqueued: 0,
-    embedded: 0,
-    failed: 0,
-    retried: 0,
-    apiCalls: 0,
-    apiErrors: 0,
-    tokens: 0,
-    cacheHits: 0,
-    cacheMisses: 0,
-    lostToEviction: 0,
-  }
+  private readonly counts = newLocalCounts()
 
   constructor(options: QueueOptions) {
     super()
