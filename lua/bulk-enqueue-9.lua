@@ -22,29 +22,13 @@
   late result acks as 'S').
 ]]
 --@include common
+--@include enqueue-items
 
 local n = (#ARGV - 1) / 2
-local maxPending = tonumber(ARGV[1])
-if maxPending > 0 then
-  local unfinished = redis.call('ZCARD', KEYS[3])
-  if unfinished + n > maxPending then return { -1, unfinished } end
-end
-local now = nowUs()
-local base = num(redis.call('GET', KEYS[4]))
-if base < now then base = now end
-redis.call('SET', KEYS[4], fmt(base + n))
-
-local keys, hset, vadd, badd, out = {}, {}, {}, {}, { 0 }
-for i = 1, n do
-  local key = ARGV[2 * i]
-  local v = fmt(base + i)
-  keys[i] = key
-  hset[#hset + 1] = key
-  hset[#hset + 1] = ARGV[2 * i + 1]
-  vadd[#vadd + 1] = v
-  vadd[#vadd + 1] = key
-  out[i + 1] = v
-end
+local base, unfinished = assignVersions(KEYS[3], KEYS[4], tonumber(ARGV[1]), n)
+if not base then return { -1, unfinished } end
+local keys, hset, vadd, out = chunkItems(2, n, base)
+local badd = {}
 local inPending = {}
 for s = 1, n, 1000 do
   local slice = {}

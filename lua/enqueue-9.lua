@@ -26,30 +26,13 @@
   text is the latest, and a late bulk result for the older version acks as superseded.
 ]]
 --@include common
+--@include enqueue-items
 
 local maxBatch = tonumber(ARGV[1])
 local n = (#ARGV - 3) / 2
-local maxPending = tonumber(ARGV[3])
-if maxPending > 0 then
-  local unfinished = redis.call('ZCARD', KEYS[3])
-  if unfinished + n > maxPending then return { -1, unfinished } end
-end
-local now = nowUs()
-local base = num(redis.call('GET', KEYS[4]))
-if base < now then base = now end
-redis.call('SET', KEYS[4], fmt(base + n))
-
-local keys, hset, vadd, out = {}, {}, {}, { 0 }
-for i = 1, n do
-  local key = ARGV[2 * i + 2]
-  local v = fmt(base + i)
-  keys[i] = key
-  hset[#hset + 1] = key
-  hset[#hset + 1] = ARGV[2 * i + 3]
-  vadd[#vadd + 1] = v
-  vadd[#vadd + 1] = key
-  out[i + 1] = v
-end
+local base, unfinished = assignVersions(KEYS[3], KEYS[4], tonumber(ARGV[3]), n)
+if not base then return { -1, unfinished } end
+local keys, hset, vadd, out = chunkItems(4, n, base)
 
 local before = redis.call('ZCOUNT', KEYS[1], '-inf', fmt(base))
 -- pending keeps the earliest tick of a key (ZADD NX for new keys, existing keep theirs)

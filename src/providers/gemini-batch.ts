@@ -3,7 +3,7 @@
  * never in a URL). Half the online price, target turnaround 24 hours.
  *
  * Why not the SDK: `@google/genai` has `ai.batches.createEmbeddings` (since 1.18), but it is
- * marked experimental and calls `console.warn` on every call, which a library must not do to its
+ * marked experimental and warns through the console on every call, which a library must not do to its
  * users' logs; it also drops response headers and gives no way to stream a responses file. The
  * wire format below was read from the API reference and from the SDK's converters
  * (`createEmbeddingsBatchJobParametersToMldev`, `batchJobFromMldev`, `tRecvBatchJobDestination`).
