@@ -227,12 +227,20 @@ describe.skipIf(!haveChromium)('dashboard in a real browser (chromium) on real q
       const key = 'msg:chat:1004'
       const k = queueKeys('embedq', 'chat')
       expect(await redis.hexists(k.failed, key)).toBe(1)
+      // The give-up left a zero vector at its version, with the given-up mark.
+      const givenUpVersion = await redis.hget(key, 'embedding_version')
+      expect(await redis.hexists(key, 'embedding_failed')).toBe(1)
       refuseBad = false // the retried text now embeds
       await page.getByRole('button', { name: `Retry dead letter ${key}` }).click()
       await expect.poll(() => redis.hexists(k.failed, key)).toBe(0)
-      // Re-enqueued, then embedded by the live worker: the target gets a real vector.
-      await expect.poll(() => redis.hget(key, 'embedding_version'), { timeout: 10_000 }).not.toBeNull()
+      // Re-enqueued, then embedded by the live worker: the target gets a real vector at a newer
+      // version, and the mark is gone with it (one script writes both).
+      await expect
+        .poll(() => redis.hget(key, 'embedding_version'), { timeout: 10_000 })
+        .not.toBe(givenUpVersion)
       expect(await redis.hexists(key, 'embedding_failed')).toBe(0)
+      const blob = await redis.hgetBuffer(key, 'embedding')
+      expect(blob?.some((b) => b !== 0)).toBe(true)
       await page.locator(`tr[data-letter="${key}"]`).waitFor({ state: 'detached' })
 
       await page.getByRole('button', { name: 'Pause queue chat' }).click()
