@@ -4,6 +4,8 @@
  * documents (filters, paging, retry moves a dead letter back to pending) and records every
  * mutation, so tests can check what the page asked for.
  */
+
+import { newLocalCounts } from '../../src/admin.js'
 import type {
   BackfillInfo,
   FailedFilter,
@@ -132,19 +134,7 @@ class FakeQueue implements QueueAdminApi<QueueStats, DeadLetter> {
         message: null,
         rateLimitedCalls: 0,
       },
-      local: {
-        enqueued: 0,
-        embedded: 0,
-        failed: 0,
-        retried: 0,
-        apiCalls: 0,
-        apiErrors: 0,
-        tokens: 0,
-        cacheHits: 0,
-        cacheMisses: 0,
-        lostToEviction: 0,
-        waiting: 0,
-      },
+      local: { ...newLocalCounts(), waiting: 0 },
     }
   }
   async workers(): Promise<WorkerInfo[]> {
